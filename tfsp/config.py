@@ -1,0 +1,266 @@
+"""Experiment configuration: typed dataclasses filled from a task file plus overrides.
+
+A task file (`tasks/<task>.json`) holds the papers' hyper-parameters:
+
+    {"task": "bibtex", "description": ..., "references": [...],
+     "experiment": {... fields of ExperimentConfig shared by all methods ...},
+     "methods": {"dvn": {... overrides for DVN ...}, "ldrsp": {...}, ...}}
+
+The launcher resolves `ExperimentConfig` = defaults <- "experiment" <- "methods"[method]
+<- command-line flags (`--set data.batch_size=64` and the named flags). Unknown keys
+are errors that name the key and the file, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+TASKS_DIR_ENV = "TFSP_TASKS_DIR"
+DATA_DIR_ENV = "TFSP_DATA_DIR"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    loader: str = "mulan"
+    """Which loader reads the data: mulan | horses | lfw."""
+    name: str = ""
+    """Dataset name; MULAN files are <name>.arff and <name>.xml."""
+    data_dir: str = ""
+    """Folder holding the files (also the TFSP_DATA_DIR environment variable)."""
+    arff: str = ""
+    xml: str = ""
+    split: str = "seeded"
+    """seeded: train = perm[:n_train], test = perm[n_train:] with perm = RandomState(split_seed).permutation(N)."""
+    n_train: int = 0
+    split_seed: int = 0
+    validation_fraction: float = 0.05
+    """Fraction of the training part held out for validation (model selection, TensorBoard)."""
+    batch_size: int = 32
+    eval_batch_size: int = 512
+    standardize: bool = True
+    """Standardize features with the training mean and std (as the DVN code does)."""
+    image_size: int = 32
+    crop_size: int = 24
+    flip: bool = True
+
+
+@dataclasses.dataclass
+class NetworkConfig:
+    hidden: List[int] = dataclasses.field(default_factory=lambda: [150])
+    num_pairwise: int = 16
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    activation: str = "relu"
+    spen_second_layer: bool = False
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    """adam | sgd."""
+    learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    momentum: float = 0.0
+    decay_epochs: List[int] = dataclasses.field(default_factory=list)
+    """Epochs after which the learning rate is multiplied by decay_factor."""
+    decay_factor: float = 0.1
+    clipnorm: Optional[float] = None
+
+
+@dataclasses.dataclass
+class RefineSettings:
+    steps: int = 20
+    step_size: float = 0.5
+    normalize: bool = False
+    tolerance: float = 0.0
+
+
+@dataclasses.dataclass
+class AdversarialSettings:
+    steps: int = 1
+    step_size: float = 0.5
+    normalize: bool = False
+    from_ground_truth: float = 0.5
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    task: str = ""
+    method: str = ""
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    value_net: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
+    inference_net: NetworkConfig = dataclasses.field(
+        default_factory=lambda: NetworkConfig(hidden=[150, 150]))
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    """Optimizer of single-network methods (feedforward, dvn)."""
+    d_optimizer: OptimizerConfig = dataclasses.field(
+        default_factory=lambda: OptimizerConfig(beta_1=0.5))
+    g_optimizer: OptimizerConfig = dataclasses.field(
+        default_factory=lambda: OptimizerConfig(beta_1=0.5))
+    test_refine: RefineSettings = dataclasses.field(default_factory=RefineSettings)
+    train_refine: RefineSettings = dataclasses.field(default_factory=RefineSettings)
+    adversarial: AdversarialSettings = dataclasses.field(default_factory=AdversarialSettings)
+    sample_weights: Dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"inference": 1.0, "adversarial": 1.0})
+    """DVN: weight of each kind of generated tuple (inference, adversarial, ground_truth, stratified)."""
+    generator_adversarial_weight: float = 1.0
+    """LDRSP λ_g."""
+    inference_weight: float = 1.0
+    """LDRSP λ_v: weight of refined samples in D's loss."""
+    adversarial_weight: float = 1.0
+    """LDRSP β_v: weight of adversarial samples in D's loss."""
+    epochs: int = 10
+    seed: int = 0
+    select_best: bool = True
+    """Keep the weights of the epoch with the best validation metric."""
+    jit_compile: bool = False
+    deterministic: bool = False
+    """tf.config.experimental.enable_op_determinism() (slower; exact reruns)."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not fit; the message names where it came from."""
+
+
+def _is_dataclass_type(t) -> bool:
+    return isinstance(t, type) and dataclasses.is_dataclass(t)
+
+
+def merge_into(instance, overrides: Dict[str, Any], origin: str):
+    """Sets fields of a (nested) dataclass from a dict; unknown keys raise ConfigError."""
+    hints = typing.get_type_hints(type(instance))
+    fields = {f.name for f in dataclasses.fields(instance)}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ConfigError(f"{origin}: unknown key {key!r} in {type(instance).__name__}; "
+                              f"valid keys: {sorted(fields)}")
+        current = getattr(instance, key)
+        if _is_dataclass_type(hints[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: {key!r} must be an object, got {value!r}")
+            merge_into(current, value, f"{origin}: {key}")
+        elif isinstance(current, dict) and isinstance(value, dict):
+            # Maps (e.g. sample_weights) are replaced whole: a task says all the kinds it uses.
+            setattr(instance, key, dict(value))
+        else:
+            setattr(instance, key, _coerce(value, current, hints[key], f"{origin}: {key}"))
+    return instance
+
+
+def _coerce(value, current, hint, origin):
+    if isinstance(current, bool) or hint is bool:
+        if isinstance(value, str):
+            if value.lower() in ("true", "1", "yes"):
+                return True
+            if value.lower() in ("false", "0", "no"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{origin}: expected true/false, got {value!r}")
+    if isinstance(current, int) and not isinstance(value, bool) and isinstance(value, (int, float)):
+        if float(value) != int(value):
+            raise ConfigError(f"{origin}: expected an integer, got {value!r}")
+        return int(value)
+    if isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def tasks_dirs() -> List[Path]:
+    """Where task files are looked for: $TFSP_TASKS_DIR, the source tree, the installed copy."""
+    dirs = []
+    if os.environ.get(TASKS_DIR_ENV):
+        dirs.append(Path(os.environ[TASKS_DIR_ENV]))
+    dirs.append(Path(__file__).resolve().parent.parent / "tasks")
+    dirs.append(Path(sys.prefix) / "share" / "tfsp" / "tasks")
+    return dirs
+
+
+def available_tasks() -> List[str]:
+    names = set()
+    for d in tasks_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.json"))
+    return sorted(names)
+
+
+def task_file(task: str) -> Path:
+    candidate = Path(task)
+    if candidate.suffix == ".json" and candidate.is_file():
+        return candidate
+    for d in tasks_dirs():
+        path = d / f"{task}.json"
+        if path.is_file():
+            return path
+    raise ConfigError(f"unknown task {task!r}; valid tasks: {available_tasks()} "
+                      f"(searched {[str(d) for d in tasks_dirs()]})")
+
+
+def load_task(task: str) -> Dict[str, Any]:
+    path = task_file(task)
+    try:
+        with open(path) as f:
+            content = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    content["_path"] = str(path)
+    return content
+
+
+def methods_of(task_content: Dict[str, Any]) -> List[str]:
+    return sorted(task_content.get("methods", {}))
+
+
+def resolve(task: str, method: Optional[str], overrides: Optional[Dict[str, Any]] = None,
+            ) -> ExperimentConfig:
+    """The experiment configuration for `task` and `method` (default: the task's default method)."""
+    content = load_task(task)
+    origin = content["_path"]
+    method = method or content.get("default_method")
+    valid = methods_of(content)
+    if method not in valid:
+        raise ConfigError(f"unknown method {method!r} for task {task!r}; valid methods: {valid}")
+    config = ExperimentConfig(task=content.get("task", Path(origin).stem), method=method)
+    merge_into(config, copy.deepcopy(content.get("experiment", {})), origin)
+    merge_into(config, copy.deepcopy(content["methods"][method] or {}), f"{origin}: methods.{method}")
+    if overrides:
+        merge_into(config, overrides, "command line")
+    return config
+
+
+def parse_assignments(assignments: List[str]) -> Dict[str, Any]:
+    """["data.batch_size=64", "test_refine.steps=30"] -> nested dict; values parsed as JSON when they can be."""
+    nested: Dict[str, Any] = {}
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key.path=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        parts = key.strip().split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def deep_update(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base

@@ -1,0 +1,107 @@
+"""Deep Value Networks (Gygli, Norouzi & Angelova, ICML 2017).
+
+D(x, y) = sigmoid(score) estimates the oracle value v*(y, y*). Each training step
+generates tuples with the current D (all inside the compiled step):
+  * inference samples: refinement on D from zeros (the test-time procedure);
+  * adversarial samples: ascent on D's cross-entropy loss w.r.t. y, started from
+    y* or from zeros (DVN Sec. 3.2);
+  * optionally ground truth (v* = 1) and stratified interpolations y* -> noise;
+and trains D with cross-entropy against v*. Prediction is projected gradient
+ascent on D from y = 0.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import tensorflow as tf
+
+from tfsp.methods.base import AdversarialConfig, StructuredModel
+from tfsp.networks import ValueNetwork
+from tfsp.refine import RefineConfig, refine
+
+SAMPLE_KINDS = ("inference", "adversarial", "ground_truth", "stratified")
+
+
+class DVN(StructuredModel):
+    def __init__(self, spec, value_net: ValueNetwork, test_refine: RefineConfig,
+                 train_refine: RefineConfig | None = None,
+                 adversarial: AdversarialConfig = AdversarialConfig(),
+                 sample_weights: Mapping[str, float] | None = None, **kwargs):
+        super().__init__(spec, test_refine=test_refine, **kwargs)
+        self.value_net = value_net
+        self.train_refine = train_refine or test_refine
+        self.adversarial = adversarial
+        weights = {"inference": 1.0, "adversarial": 1.0, "ground_truth": 0.0, "stratified": 0.0}
+        weights.update(sample_weights or {})
+        unknown = set(weights) - set(SAMPLE_KINDS)
+        if unknown:
+            raise ValueError(f"unknown DVN sample kinds {sorted(unknown)}; valid: {SAMPLE_KINDS}")
+        self.sample_weights = {k: float(v) for k, v in weights.items() if v}
+        self.add_train_statistics([f"loss_{k}" for k in self.sample_weights]
+                                  + [f"oracle_{k}" for k in self.sample_weights]
+                                  + ["value_ground_truth"]
+                                  + (["value_inference"] if "inference" in self.sample_weights else []))
+
+    def value_fn(self, context, training=False):
+        return lambda y: tf.sigmoid(self.value_net.score(context, y, training=training))
+
+    def initial_output(self, x):
+        return tf.zeros(tf.concat([tf.shape(x)[:1], self.spec.output_shape], 0), tf.float32)
+
+    def infer(self, x, training=False, return_trajectory=False):
+        x = self.prepare_inputs(x)
+        context = self.value_net.precompute(x, training=training)
+        result = refine(self.value_fn(context), self.initial_output(x), self.test_refine,
+                        return_trajectory=return_trajectory)
+        outputs = {"y": result.y, "value": result.values}
+        if return_trajectory:
+            outputs["trajectory"] = result.trajectory
+        return outputs
+
+    def generate_samples(self, x, y_true):
+        """{kind: y} for the enabled sample kinds, generated with the current D (no gradient to D)."""
+        context = self.value_net.precompute(x)
+        value_fn = self.value_fn(context)
+        zeros = tf.zeros_like(y_true)
+        samples = {}
+        if "inference" in self.sample_weights:
+            samples["inference"] = tf.stop_gradient(refine(value_fn, zeros, self.train_refine).y)
+        if "adversarial" in self.sample_weights:
+            def regression_loss(y):
+                target = tf.stop_gradient(self.spec.oracle_fn(y, y_true))
+                logits = self.value_net.score(context, y)
+                return tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
+            samples["adversarial"] = self.adversarial_samples(regression_loss, y_true, zeros,
+                                                              self.adversarial)
+        if "ground_truth" in self.sample_weights:
+            samples["ground_truth"] = y_true
+        if "stratified" in self.sample_weights:
+            samples["stratified"] = self.stratified_samples(y_true)
+        return samples
+
+    def train_step(self, data):
+        x, y_true = data[0], tf.cast(data[1], tf.float32)
+        x = self.prepare_inputs(x)
+        samples = self.generate_samples(x, y_true)
+        targets = {kind: self.spec.oracle_fn(y, y_true) for kind, y in samples.items()}
+        with tf.GradientTape() as tape:
+            context = self.value_net.precompute(x, training=True)
+            losses = {}
+            for kind, y in samples.items():
+                logits = self.value_net.score(context, y, training=True)
+                losses[kind] = tf.reduce_mean(
+                    tf.nn.sigmoid_cross_entropy_with_logits(labels=targets[kind], logits=logits))
+            data_loss = tf.add_n([self.sample_weights[k] * v for k, v in losses.items()])
+            total = data_loss + tf.add_n(self.value_net.losses) if self.value_net.losses else data_loss
+        variables = self.value_net.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+
+        self.track(loss=total)
+        self.track(**{f"loss_{k}": v for k, v in losses.items()})
+        self.track(**{f"oracle_{k}": tf.reduce_mean(v) for k, v in targets.items()})
+        value_fn = self.value_fn(context)
+        self.track(value_ground_truth=tf.reduce_mean(value_fn(y_true)))
+        if "inference" in samples:
+            self.track(value_inference=tf.reduce_mean(value_fn(samples["inference"])))
+        return self.train_results()

@@ -1,0 +1,41 @@
+"""Feed-forward baseline: the inference network G(x) trained with cross-entropy alone.
+
+This is the papers' NN / FCN baseline (and InfNet's pre-training); prediction is G(x).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfsp.methods.base import StructuredModel
+
+
+class FeedForward(StructuredModel):
+
+    def __init__(self, spec, inference_net: keras.Model, **kwargs):
+        super().__init__(spec, **kwargs)
+        self.inference_net = inference_net
+        self.add_train_statistics(["cross_entropy"])
+
+    def infer(self, x, training=False, return_trajectory=False):
+        logits = self.inference_net(self.prepare_inputs(x), training=training)
+        y = self.spec.output_probabilities(logits)
+        outputs = {"y": y}
+        if return_trajectory:
+            outputs["trajectory"] = y[tf.newaxis]
+        return outputs
+
+    def train_step(self, data):
+        x, y_true = data[0], tf.cast(data[1], tf.float32)
+        x = self.prepare_inputs(x)
+        with tf.GradientTape() as tape:
+            logits = self.inference_net(x, training=True)
+            cross_entropy = tf.reduce_mean(self.spec.cross_entropy(y_true, logits))
+            total = cross_entropy
+            if self.inference_net.losses:
+                total += tf.add_n(self.inference_net.losses)
+        variables = self.inference_net.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        self.track(loss=total, cross_entropy=cross_entropy)
+        return self.train_results()

@@ -1,0 +1,132 @@
+"""LDRSP / ALEN: an inference network G and a value network D trained adversarially
+with least-squares regression losses (Pan et al., "Learning Discriminators as
+Energy Networks in Adversarial Learning"; "Adversarial Localized Energy Network").
+
+D (sigmoid head) is regressed, with weights from LDRSP Eq. 10 / ALEN Eq. 6a-6c, to
+  1          on ground truth (x, y*),
+  v*(G(x))   on G's outputs,
+  v*(ŷ)      on refined samples ŷ (normalized ascent on D from G(x))  [λ_v],
+  v*(ỹ)      on adversarial samples ỹ (ascent on D's loss)            [β_v];
+G is trained on cross-entropy plus λ_g·½(D(x, G(x)) − 1)² (LDRSP Eq. 6, ALEN Eq. 11).
+Both use Adam with β1 = 0.5 (two optimizers, as in the keras-io GAN examples).
+Prediction: G(x) refined by normalized-gradient ascent on D with projection.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfsp.methods.base import AdversarialConfig, StructuredModel
+from tfsp.networks import ValueNetwork
+from tfsp.refine import RefineConfig, refine
+
+
+def _half_squared_error(prediction, target):
+    return 0.5 * tf.square(prediction - target)
+
+
+class LDRSP(StructuredModel):
+
+    def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork,
+                 test_refine: RefineConfig, train_refine: RefineConfig | None = None,
+                 adversarial: AdversarialConfig = AdversarialConfig(normalize=True),
+                 generator_adversarial_weight: float = 1.0,  # λ_g
+                 inference_weight: float = 1.0,  # λ_v
+                 adversarial_weight: float = 1.0,  # β_v
+                 **kwargs):
+        super().__init__(spec, test_refine=test_refine, **kwargs)
+        self.inference_net = inference_net
+        self.value_net = value_net
+        self.train_refine = train_refine or test_refine
+        self.adversarial = adversarial
+        self.generator_adversarial_weight = float(generator_adversarial_weight)
+        self.inference_weight = float(inference_weight)
+        self.adversarial_weight = float(adversarial_weight)
+        names = ["d_loss", "d_ground_truth", "d_inference_net"]
+        if self.inference_weight:
+            names += ["d_refined", "oracle_refined"]
+        if self.adversarial_weight:
+            names += ["d_adversarial", "oracle_adversarial"]
+        names += ["oracle_inference_net", "g_loss", "g_cross_entropy", "g_adversarial",
+                  "value_ground_truth", "value_inference_net"]
+        self.add_train_statistics(names)
+
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        """`d_optimizer` trains D, `g_optimizer` trains G (Adam(β1=0.5) each by default)."""
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3, beta_1=0.5)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3, beta_1=0.5)
+
+    def prediction_kinds(self):
+        return ("", "inference_net_")
+
+    def value_fn(self, context, training=False):
+        return lambda y: tf.sigmoid(self.value_net.score(context, y, training=training))
+
+    def infer(self, x, training=False, return_trajectory=False):
+        x = self.prepare_inputs(x)
+        y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
+        context = self.value_net.precompute(x, training=training)
+        result = refine(self.value_fn(context), y_g, self.test_refine,
+                        return_trajectory=return_trajectory)
+        outputs = {"y": result.y, "y_inference_net": y_g, "value": result.values}
+        if return_trajectory:
+            outputs["trajectory"] = result.trajectory
+        return outputs
+
+    def train_step(self, data):
+        x, y_true = data[0], tf.cast(data[1], tf.float32)
+        x = self.prepare_inputs(x)
+        oracle = self.spec.oracle_fn
+
+        # Samples from the current G and D; no gradient flows into either network from here.
+        y_g = tf.stop_gradient(self.spec.output_probabilities(self.inference_net(x, training=False)))
+        context = self.value_net.precompute(x)
+        samples = {"inference_net": y_g}
+        if self.inference_weight:
+            samples["refined"] = tf.stop_gradient(refine(self.value_fn(context), y_g, self.train_refine).y)
+        if self.adversarial_weight:
+            def regression_loss(y):
+                target = tf.stop_gradient(oracle(y, y_true))
+                return _half_squared_error(self.value_fn(context)(y), target)
+            samples["adversarial"] = self.adversarial_samples(regression_loss, y_true, y_g,
+                                                              self.adversarial)
+        targets = {kind: oracle(y, y_true) for kind, y in samples.items()}
+
+        # D: least-squares regression to 1 on y* and to v* on the samples.
+        weights = {"inference_net": 1.0, "refined": self.inference_weight,
+                   "adversarial": self.adversarial_weight}
+        with tf.GradientTape() as tape:
+            d = self.value_fn(self.value_net.precompute(x, training=True), training=True)
+            value_truth = d(y_true)
+            d_terms = {"ground_truth": tf.reduce_mean(_half_squared_error(value_truth, 1.0))}
+            for kind, y in samples.items():
+                d_terms[kind] = tf.reduce_mean(_half_squared_error(d(y), targets[kind]))
+            d_loss = d_terms["ground_truth"] + tf.add_n(
+                [weights[kind] * d_terms[kind] for kind in samples])
+            if self.value_net.losses:
+                d_loss += tf.add_n(self.value_net.losses)
+        d_variables = self.value_net.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
+
+        # G: cross-entropy plus λ_g·½(D(x, G(x)) − 1)² with D fixed.
+        d_fixed = self.value_fn(self.value_net.precompute(x))
+        with tf.GradientTape() as tape:
+            logits = self.inference_net(x, training=True)
+            g_cross_entropy = tf.reduce_mean(self.spec.cross_entropy(y_true, logits))
+            value_g = d_fixed(self.spec.output_probabilities(logits))
+            g_adversarial = tf.reduce_mean(_half_squared_error(value_g, 1.0))
+            g_loss = g_cross_entropy + self.generator_adversarial_weight * g_adversarial
+            if self.inference_net.losses:
+                g_loss += tf.add_n(self.inference_net.losses)
+        g_variables = self.inference_net.trainable_variables
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
+
+        self.track(loss=d_loss + g_loss, d_loss=d_loss, g_loss=g_loss,
+                   g_cross_entropy=g_cross_entropy, g_adversarial=g_adversarial,
+                   value_ground_truth=tf.reduce_mean(value_truth),
+                   value_inference_net=tf.reduce_mean(value_g))
+        self.track(**{f"d_{kind}": term for kind, term in d_terms.items()})
+        self.track(**{f"oracle_{kind}": tf.reduce_mean(t) for kind, t in targets.items()})
+        return self.train_results()

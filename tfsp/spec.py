@@ -1,0 +1,76 @@
+"""What a method needs to know about a task: shapes, oracle, metrics, output space."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tfsp import oracles
+
+PerExampleMetric = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """Static description of a structured prediction task.
+
+    input_shape / output_shape: per-example shapes (no batch axis).
+    oracle: name in `tfsp.oracles.ORACLES`; the value v*(y, y*) that value
+        networks regress and adversarial samples attack.
+    projection: the feasible set of relaxed outputs ("clip": [0, 1] per
+        element; "simplex": a distribution over the last axis per position).
+    metrics: name -> per-example metric on *discrete* predictions (in percent),
+        averaged over the evaluation set.
+    ratio_metrics: name -> (numerator, denominator) per-example functions whose
+        sums over the evaluation set are divided (e.g. global IoU).
+    primary_metric: the metric that model selection and reports lead with.
+    feature_mean / feature_std: standardization of x fitted on the training
+        split (None: x is used as given, e.g. images already in [0, 1]).
+    """
+
+    name: str
+    input_shape: Tuple[int, ...]
+    output_shape: Tuple[int, ...]
+    oracle: str
+    projection: str
+    metrics: Mapping[str, PerExampleMetric]
+    primary_metric: str
+    ratio_metrics: Mapping[str, Tuple[PerExampleMetric, PerExampleMetric]] = dataclasses.field(
+        default_factory=dict)
+    feature_mean: Optional[np.ndarray] = None
+    feature_std: Optional[np.ndarray] = None
+
+    @property
+    def oracle_fn(self):
+        return oracles.get_oracle(self.oracle)
+
+    @property
+    def multiclass(self) -> bool:
+        return self.projection == "simplex"
+
+    def output_probabilities(self, logits):
+        """Maps an inference network's logits into the feasible set."""
+        return tf.nn.softmax(logits) if self.multiclass else tf.sigmoid(logits)
+
+    def cross_entropy(self, y_true, logits):
+        """Per-example cross-entropy of logits against (possibly soft) targets, averaged over positions."""
+        if self.multiclass:
+            per_position = tf.nn.softmax_cross_entropy_with_logits(labels=y_true, logits=logits)
+        else:
+            per_position = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=logits)
+        return tf.reduce_mean(tf.reshape(per_position, [tf.shape(logits)[0], -1]), axis=1)
+
+
+def example_f1_percent(y_discrete, y_true):
+    return 100.0 * oracles.soft_f1(y_discrete, y_true)
+
+
+def multilabel_spec(name: str, num_features: int, num_labels: int,
+                    feature_mean=None, feature_std=None) -> TaskSpec:
+    return TaskSpec(name=name, input_shape=(num_features,), output_shape=(num_labels,),
+                    oracle="f1", projection="clip",
+                    metrics={"example_f1": example_f1_percent}, primary_metric="example_f1",
+                    feature_mean=feature_mean, feature_std=feature_std)
