@@ -1,0 +1,88 @@
+"""From a DataConfig to a TaskSpec and batched tf.data pipelines: one builder per loader."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfsp.config import DATA_DIR_ENV, DataConfig
+from tfsp.data.errors import DataError
+from tfsp.spec import TaskSpec, multilabel_spec
+
+
+@dataclasses.dataclass
+class TaskData:
+    spec: TaskSpec
+    train: tf.data.Dataset
+    """Shuffled (seeded, reshuffled every epoch), batched training pipeline."""
+    validation: Optional[tf.data.Dataset]
+    test: tf.data.Dataset
+    sizes: Dict[str, int]
+    split: str
+    """How the splits were made, in words (goes into results JSON)."""
+    source: str
+
+
+def resolve_data_dir(config: DataConfig) -> Optional[str]:
+    return config.data_dir or os.environ.get(DATA_DIR_ENV) or None
+
+
+def _batched(arrays, batch_size, *, shuffle_seed=None):
+    dataset = tf.data.Dataset.from_tensor_slices(arrays)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(arrays[0]), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def build_mulan(config: DataConfig, seed: int) -> TaskData:
+    from tfsp.data import mulan
+
+    if not config.name and not config.arff:
+        raise DataError("a MULAN task needs data.name (files <name>.arff/.xml) or data.arff and data.xml")
+    name = config.name or os.path.splitext(os.path.basename(config.arff))[0]
+    arff_path, xml_path = mulan.find_mulan_files(
+        resolve_data_dir(config), name, arff_path=config.arff or None, xml_path=config.xml or None)
+    data = mulan.load_mulan(arff_path, xml_path)
+    n = len(data.features)
+    if config.split == "seeded":
+        n_train = config.n_train or int(round(0.66 * n))
+        train_idx, test_idx = mulan.seeded_split(n, n_train, config.split_seed)
+        split = (f"perm = numpy.random.RandomState({config.split_seed}).permutation({n}); "
+                 f"train = perm[:{n_train}], test = perm[{n_train}:]")
+    else:
+        raise DataError(f"unknown split {config.split!r} for {arff_path}; valid: ['seeded']")
+    train_idx, val_idx = mulan.carve_validation(train_idx, config.validation_fraction, config.split_seed)
+    split += (f"; validation = {len(val_idx)} of the train rows "
+              f"(tfsp.data.mulan.carve_validation, fraction {config.validation_fraction}, seed {config.split_seed})")
+    x, y = data.features, data.labels
+    mean = std = None
+    if config.standardize:
+        mean = x[train_idx].mean(axis=0)
+        std = x[train_idx].std(axis=0) + 1e-6
+    spec = multilabel_spec(name, x.shape[1], y.shape[1], feature_mean=mean, feature_std=std)
+    validation = (_batched((x[val_idx], y[val_idx]), config.eval_batch_size)
+                  if len(val_idx) else None)
+    return TaskData(
+        spec=spec,
+        train=_batched((x[train_idx], y[train_idx]), config.batch_size, shuffle_seed=seed),
+        validation=validation,
+        test=_batched((x[test_idx], y[test_idx]), config.eval_batch_size),
+        sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)},
+        split=split, source=f"{arff_path} + {xml_path}")
+
+
+BUILDERS: Dict[str, Callable[[DataConfig, int], TaskData]] = {
+    "mulan": build_mulan,
+}
+
+
+def build_task_data(config: DataConfig, seed: int = 0) -> TaskData:
+    try:
+        builder = BUILDERS[config.loader]
+    except KeyError:
+        raise DataError(f"unknown data loader {config.loader!r}; valid: {sorted(BUILDERS)}") from None
+    return builder(config, seed)

@@ -1,0 +1,297 @@
+"""One experiment end to end: data, method, fit with callbacks, evaluation, results JSON.
+
+The split follows the TensorFlow Model Garden: the task (data + spec) is built from
+`config.data`, the method (a `keras.Model` with its own `train_step`) from the rest;
+`run` wires them to `fit`, TensorBoard, checkpoints and the results file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfsp import oracles, results
+from tfsp.config import ExperimentConfig, NetworkConfig, OptimizerConfig
+from tfsp.datasets import TaskData, build_task_data
+from tfsp.methods import DVN, LDRSP, AdversarialConfig, FeedForward, StructuredModel
+from tfsp.networks import MultiLabelEnergy, MultiLabelMLP
+from tfsp.refine import RefineConfig
+from tfsp.spec import TaskSpec
+
+METHODS = ("feedforward", "dvn", "ldrsp")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message says where and which checkpoint is intact."""
+
+
+# ----- building blocks -----------------------------------------------------------------------
+def build_value_network(spec: TaskSpec, config: NetworkConfig):
+    if len(spec.output_shape) == 1:
+        return MultiLabelEnergy(spec.output_shape[0], hidden=config.hidden,
+                                num_pairwise=config.num_pairwise, weight_decay=config.weight_decay,
+                                spen_second_layer=config.spen_second_layer, dropout=config.dropout,
+                                name="value_net")
+    raise ValueError(f"no value network for outputs of shape {spec.output_shape}")
+
+
+def build_inference_network(spec: TaskSpec, config: NetworkConfig):
+    if len(spec.output_shape) == 1:
+        return MultiLabelMLP(spec.output_shape[0], hidden=config.hidden, activation=config.activation,
+                             dropout=config.dropout, weight_decay=config.weight_decay,
+                             name="inference_net")
+    raise ValueError(f"no inference network for outputs of shape {spec.output_shape}")
+
+
+def build_optimizer(config: OptimizerConfig, steps_per_epoch: int):
+    learning_rate: Any = config.learning_rate
+    if config.decay_epochs:
+        boundaries = [int(e * steps_per_epoch) for e in config.decay_epochs]
+        values = [config.learning_rate * config.decay_factor ** i for i in range(len(boundaries) + 1)]
+        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    kwargs = {"clipnorm": config.clipnorm} if config.clipnorm else {}
+    if config.name == "adam":
+        return keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, **kwargs)
+    if config.name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=config.momentum, **kwargs)
+    raise ValueError(f"unknown optimizer {config.name!r}; valid: ['adam', 'sgd']")
+
+
+def _refine_config(settings, spec: TaskSpec) -> RefineConfig:
+    return RefineConfig(steps=settings.steps, step_size=settings.step_size,
+                        normalize=settings.normalize, projection=spec.projection,
+                        tolerance=settings.tolerance)
+
+
+def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int) -> StructuredModel:
+    """The method named by config.method, compiled with its optimizer(s)."""
+    common = dict(spec=spec, seed=config.seed, name=config.method)
+    test_refine = _refine_config(config.test_refine, spec)
+    adversarial = AdversarialConfig(**dataclasses.asdict(config.adversarial))
+    if config.method == "feedforward":
+        model = FeedForward(inference_net=build_inference_network(spec, config.inference_net), **common)
+        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
+    elif config.method == "dvn":
+        model = DVN(value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
+                    train_refine=_refine_config(config.train_refine, spec), adversarial=adversarial,
+                    sample_weights=config.sample_weights, **common)
+        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
+    elif config.method == "ldrsp":
+        model = LDRSP(inference_net=build_inference_network(spec, config.inference_net),
+                      value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
+                      train_refine=_refine_config(config.train_refine, spec), adversarial=adversarial,
+                      generator_adversarial_weight=config.generator_adversarial_weight,
+                      inference_weight=config.inference_weight,
+                      adversarial_weight=config.adversarial_weight, **common)
+        model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
+                      g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
+    else:
+        raise ValueError(f"unknown method {config.method!r}; valid methods: {list(METHODS)}")
+    build(model, spec)
+    return model
+
+
+def build(model: StructuredModel, spec: TaskSpec) -> None:
+    """Creates every variable (networks and optimizers) so checkpoints can be restored before fit."""
+    model.infer(tf.zeros((2, *spec.input_shape)))
+    optimizers = [getattr(model, n) for n in ("optimizer", "d_optimizer", "g_optimizer")
+                  if getattr(model, n, None) is not None]
+    for optimizer in optimizers:
+        optimizer.build(model.trainable_variables)
+
+
+# ----- callbacks ---------------------------------------------------------------------------
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops at the first batch whose logs hold a NaN/inf and remembers where."""
+
+    def __init__(self):
+        super().__init__()
+        self.failure: Optional[str] = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = {k: v for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+        if bad and self.failure is None:
+            self.failure = f"epoch {self._epoch + 1}, batch {batch + 1}: non-finite {bad}"
+            self.model.stop_training = True
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """A tf.train.CheckpointManager save at every epoch end whose logs are all finite.
+
+    The checkpoint holds the networks, the optimizers (their slots and step
+    counters) and the number of finished epochs, so a rerun of the same command
+    resumes at the last epoch boundary.
+    """
+
+    def __init__(self, directory, model: StructuredModel, max_to_keep: int = 3):
+        super().__init__()
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+        trackables = {"model": model, "epochs_done": self.epoch}
+        for name in ("optimizer", "d_optimizer", "g_optimizer"):
+            if getattr(model, name, None) is not None:
+                trackables[name] = getattr(model, name)
+        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=max_to_keep)
+
+    def restore_latest(self) -> int:
+        """Restores the newest checkpoint, if any; returns the number of epochs it had finished."""
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            logging.info("resumed from %s (%d epochs done)", self.manager.latest_checkpoint,
+                         int(self.epoch.numpy()))
+        return int(self.epoch.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if all(math.isfinite(float(v)) for v in (logs or {}).values()):
+            self.epoch.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the best `monitor` and restores them at the end."""
+
+    def __init__(self, monitor: str, mode: str = "max"):
+        super().__init__()
+        self.monitor, self.sign = monitor, (1.0 if mode == "max" else -1.0)
+        self.best, self.best_epoch, self.weights = -math.inf, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and math.isfinite(float(value)) and self.sign * float(value) > self.best:
+            self.best, self.best_epoch = self.sign * float(value), epoch + 1
+            self.weights = [np.array(w) for w in self.model.get_weights()]
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
+# ----- evaluation ----------------------------------------------------------------------------
+def evaluate(model: StructuredModel, dataset) -> Dict[str, float]:
+    values = model.evaluate(dataset, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in values.items()}
+
+
+def step_curve(model: StructuredModel, dataset, steps: int) -> Dict[str, list]:
+    """Each metric after every refinement step 0..steps (binarized predictions) over `dataset`."""
+    original = model.test_refine
+    model.test_refine = dataclasses.replace(original, steps=steps, tolerance=0.0)
+    spec = model.spec
+
+    @tf.function(reduce_retracing=True)
+    def batch_sums(x, y_true):
+        trajectory = model.infer(x, return_trajectory=True)["trajectory"]  # [T+1, B, ...]
+        t, b = tf.shape(trajectory)[0], tf.shape(trajectory)[1]
+        flat = tf.reshape(oracles.binarize(trajectory), tf.concat([[t * b], tf.shape(trajectory)[2:]], 0))
+        truth = tf.repeat(y_true[tf.newaxis], t, axis=0)
+        truth = tf.reshape(truth, tf.shape(flat))
+        sums = {name: tf.reduce_sum(tf.reshape(fn(flat, truth), [t, b]), axis=1)
+                for name, fn in spec.metrics.items()}
+        return sums, b
+
+    try:
+        totals, count = None, 0
+        for x, y_true in dataset:
+            sums, b = batch_sums(x, tf.cast(y_true, tf.float32))
+            sums = {k: v.numpy() for k, v in sums.items()}
+            totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
+            count += int(b)
+    finally:
+        model.test_refine = original
+    curve = {"step": list(range(steps + 1))}
+    curve.update({name: [float(v) / count for v in values] for name, values in totals.items()})
+    return curve
+
+
+# ----- the run -------------------------------------------------------------------------------
+def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
+        step_curve_steps: int = 0, verbose: int = 1) -> Dict[str, Any]:
+    """Trains and evaluates; writes TensorBoard logs and checkpoints under model_dir and,
+    when results_path is given, the results JSON (atomically)."""
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    results.write_json(model_dir / "config.json", config.to_dict())
+
+    data = build_task_data(config.data, seed=config.seed)
+    steps_per_epoch = int(data.train.cardinality().numpy())
+    model = build_method(config, data.spec, steps_per_epoch)
+
+    checkpoint = EpochCheckpoint(model_dir / "checkpoints", model)
+    initial_epoch = checkpoint.restore_latest()
+    nan_guard = StopOnNonFinite()
+    monitor = "val_" + data.spec.primary_metric
+    best = BestWeights(monitor) if (config.select_best and data.validation is not None) else None
+    callbacks = [nan_guard, checkpoint,
+                 keras.callbacks.TensorBoard(log_dir=str(model_dir / "logs"), update_freq="epoch")]
+    if best is not None:
+        callbacks.append(best)
+
+    train_started = time.time()
+    history = model.fit(data.train, validation_data=data.validation, epochs=config.epochs,
+                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+    train_seconds = time.time() - train_started
+    if nan_guard.failure:
+        raise TrainingDiverged(
+            f"training stopped: a loss became non-finite at {nan_guard.failure}. The last good "
+            f"checkpoint is intact: {checkpoint.manager.latest_checkpoint or '(none yet)'}. "
+            "Lower the learning rate or the refinement step size and rerun.")
+
+    eval_started = time.time()
+    test_metrics = evaluate(model, data.test)
+    eval_seconds = time.time() - eval_started
+    logging.info("test metrics: %s", test_metrics)
+
+    final = {k: v for k, v in test_metrics.items() if not k.startswith("inference_net_")}
+    of_g = {k[len("inference_net_"):]: v for k, v in test_metrics.items() if k.startswith("inference_net_")}
+    record: Dict[str, Any] = {
+        "task": config.task,
+        "method": config.method,
+        "metrics": final,
+    }
+    if of_g:
+        record["metrics_inference_net"] = of_g
+    record.update({
+        "seed": config.seed,
+        "split": data.split,
+        "sizes": data.sizes,
+        "data": data.source,
+        "config": config.to_dict(),
+        "git_rev": results.git_revision(),
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "train_seconds": round(train_seconds, 2),
+        "eval_seconds": round(eval_seconds, 2),
+        "epochs_run": len(history.epoch),
+        "initial_epoch": initial_epoch,
+        "best_epoch": best.best_epoch if best is not None else None,
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__},
+    })
+    if step_curve_steps:
+        record["step_curve"] = step_curve(model, data.test, step_curve_steps)
+    record["wall_seconds"] = round(time.time() - started, 2)
+    if results_path:
+        results.write_json(results_path, record)
+        logging.info("wrote %s", results_path)
+    return record

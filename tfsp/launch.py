@@ -1,0 +1,108 @@
+"""The tfsp launcher: `python -m tfsp.launch --task=bibtex --method=ldrsp --data_dir=...`.
+
+Trains the method on the task with the task file's hyper-parameters (tasks/<task>.json),
+evaluates on the test split, and writes TensorBoard logs and checkpoints under
+--model_dir and results/<task>-<method>.json under --results_dir. Rerunning the
+same command resumes from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("task", None, "Task name (a file tasks/<task>.json) or a path to a task JSON file.")
+flags.DEFINE_string("method", None, "Method; default: the task's default_method.")
+flags.DEFINE_string("data_dir", None, "Folder with the dataset files (default: $TFSP_DATA_DIR).")
+flags.DEFINE_string("arff", None, "--task=mlc: path of the MULAN .arff file.")
+flags.DEFINE_string("xml", None, "--task=mlc: path of the MULAN label .xml file.")
+flags.DEFINE_string("model_dir", None, "Where TensorBoard logs and checkpoints go (default: runs/<task>-<method>).")
+flags.DEFINE_string("results_dir", "results", "Where <task>-<method>[<suffix>].json is written.")
+flags.DEFINE_string("results_suffix", "", "Appended to the results file name, e.g. -seed1.")
+flags.DEFINE_integer("epochs", None, "Training epochs.")
+flags.DEFINE_integer("batch_size", None, "Training batch size.")
+flags.DEFINE_float("learning_rate", None, "Learning rate of every optimizer of the method.")
+flags.DEFINE_integer("refine_steps", None, "Test-time refinement steps.")
+flags.DEFINE_float("refine_step_size", None, "Test-time refinement step size η.")
+flags.DEFINE_integer("seed", None, "Random seed (weights, shuffling, sampling).")
+flags.DEFINE_bool("deterministic", None, "Enable TF op determinism (exact reruns, slower).")
+flags.DEFINE_integer("step_curve", 0, "If > 0: also record the test metric after each refinement step 0..N.")
+flags.DEFINE_multi_string("set", [], "Any config field, e.g. --set data.validation_fraction=0.1 "
+                          "--set value_net.hidden=[300].")
+
+
+def overrides_from_flags():
+    from tfsp.config import deep_update, parse_assignments
+
+    overrides = {}
+    data = {}
+    if FLAGS.data_dir:
+        data["data_dir"] = FLAGS.data_dir
+    if FLAGS.arff:
+        data["arff"] = FLAGS.arff
+    if FLAGS.xml:
+        data["xml"] = FLAGS.xml
+    if FLAGS.batch_size is not None:
+        data["batch_size"] = FLAGS.batch_size
+    if data:
+        overrides["data"] = data
+    if FLAGS.epochs is not None:
+        overrides["epochs"] = FLAGS.epochs
+    if FLAGS.seed is not None:
+        overrides["seed"] = FLAGS.seed
+    if FLAGS.deterministic is not None:
+        overrides["deterministic"] = FLAGS.deterministic
+    if FLAGS.learning_rate is not None:
+        for name in ("optimizer", "d_optimizer", "g_optimizer"):
+            overrides[name] = {"learning_rate": FLAGS.learning_rate}
+    refine = {}
+    if FLAGS.refine_steps is not None:
+        refine["steps"] = FLAGS.refine_steps
+    if FLAGS.refine_step_size is not None:
+        refine["step_size"] = FLAGS.refine_step_size
+    if refine:
+        overrides["test_refine"] = refine
+    return deep_update(overrides, parse_assignments(FLAGS.set))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from tfsp import config as config_lib
+
+    if not FLAGS.task:
+        raise app.UsageError(f"--task is required; valid tasks: {config_lib.available_tasks()}")
+    try:
+        config = config_lib.resolve(FLAGS.task, FLAGS.method, overrides_from_flags())
+    except config_lib.ConfigError as e:
+        raise app.UsageError(str(e))
+
+    from tfsp import experiment
+    from tfsp.data.errors import DataError
+
+    name = f"{config.task}-{config.method}{FLAGS.results_suffix}"
+    model_dir = FLAGS.model_dir or f"runs/{name}"
+    results_path = f"{FLAGS.results_dir}/{name}.json" if FLAGS.results_dir else None
+    try:
+        record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve)
+    except (DataError, experiment.TrainingDiverged) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    summary = {"metrics": record["metrics"], **({"metrics_inference_net": record["metrics_inference_net"]}
+                                                if "metrics_inference_net" in record else {})}
+    print(f"{name}: {summary} (train {record['train_seconds']} s)")
+    if results_path:
+        print(f"results: {results_path}")
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
