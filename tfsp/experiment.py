@@ -249,7 +249,7 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
         callbacks.append(best)
 
     train_started = time.time()
-    history = model.fit(data.train, validation_data=data.validation, epochs=config.epochs,
+    history = model.fit(data.train, validation_data=data.validation, epochs=config.epochs, shuffle=False,
                         initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
     train_seconds = time.time() - train_started
     if nan_guard.failure:

@@ -1,0 +1,89 @@
+"""The launcher end to end on a tiny MULAN dataset made by the test, and its handling of bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfsp import config as config_lib
+from tfsp import experiment
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def launch(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "tfsp.launch", *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_launch_end_to_end_on_tiny_arff(tiny_mulan, tmp_path):
+    arff, xml = tiny_mulan
+    proc = launch("--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
+                  f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
+                  "--epochs=2", "--step_curve=4", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "mlc-ldrsp.json").read_text())
+    for key in ("task", "method", "metrics", "metrics_inference_net", "seed", "split", "config",
+                "git_rev", "command", "wall_seconds", "train_seconds"):
+        assert key in record, key
+    assert 0 <= record["metrics"]["example_f1"] <= 100
+    assert len(record["step_curve"]["example_f1"]) == 5
+    assert list((tmp_path / "run" / "checkpoints").glob("ckpt-2.index"))
+    events = list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event files"
+    tags = set()
+    for path in events:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags.add(value.tag)
+    assert {"epoch_d_loss", "epoch_g_loss", "epoch_example_f1"} <= tags, tags
+
+    # Rerunning the same command resumes after the last finished epoch instead of starting over.
+    proc = launch("--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
+                  f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
+                  "--epochs=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "mlc-ldrsp.json").read_text())
+    assert record["initial_epoch"] == 2 and record["epochs_run"] == 1
+
+
+def test_unknown_task_and_method_list_valid_ones(tmp_path):
+    proc = launch("--task=nope", cwd=tmp_path)
+    assert proc.returncode != 0 and "bibtex" in proc.stderr
+    proc = launch("--task=bibtex", "--method=nope", cwd=tmp_path)
+    assert proc.returncode != 0 and "ldrsp" in proc.stderr and "dvn" in proc.stderr
+
+
+def test_missing_data_names_the_files(tmp_path):
+    proc = launch("--task=bibtex", "--method=dvn", f"--data_dir={tmp_path}", "--epochs=1",
+                  f"--model_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "bibtex.arff" in proc.stderr and "mulan.sourceforge.net" in proc.stderr
+
+
+def test_unknown_config_key_is_an_error():
+    with pytest.raises(config_lib.ConfigError, match="batch_sise"):
+        config_lib.resolve("bibtex", "dvn", {"data": {"batch_sise": 3}})
+
+
+def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tiny_mulan, tmp_path):
+    arff, xml = tiny_mulan
+    config = config_lib.resolve("mlc", "feedforward", {
+        "data": {"arff": str(arff), "xml": str(xml)}, "epochs": 4, "select_best": False,
+        # After one good epoch the learning rate explodes, and so do the weights.
+        "optimizer": {"name": "sgd", "learning_rate": 0.01, "decay_epochs": [1], "decay_factor": 1e30}})
+    with pytest.raises(experiment.TrainingDiverged, match="non-finite.*ckpt-1"):
+        experiment.run(config, str(tmp_path / "run"), str(tmp_path / "results.json"), verbose=0)
+    assert not (tmp_path / "results.json").exists()
+    checkpoints = tf.train.get_checkpoint_state(str(tmp_path / "run" / "checkpoints"))
+    assert checkpoints.model_checkpoint_path.endswith("ckpt-1")
+    reader = tf.train.load_checkpoint(checkpoints.model_checkpoint_path)
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            assert np.isfinite(value).all(), name

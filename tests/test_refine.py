@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfsp.refine import RefineConfig, compiled_refine, project_to_simplex, refine
+
+
+def concave_value(target):
+    target = tf.constant(target, tf.float32)
+    return lambda y: -tf.reduce_sum(tf.square(y - target), axis=-1)
+
+
+def test_refinement_reaches_the_optimum_of_a_concave_value():
+    # Optimum inside the box for example 0, outside (so on the boundary after projection) for example 1.
+    target = np.array([[0.2, 0.7, 0.5], [1.5, -0.3, 0.4]], np.float32)
+    result = refine(concave_value(target), tf.zeros((2, 3)), RefineConfig(steps=100, step_size=0.1))
+    np.testing.assert_allclose(result.y.numpy(), np.clip(target, 0, 1), atol=1e-4)
+
+
+def test_compiled_equals_eager_and_trajectory_shape():
+    target = np.random.RandomState(0).rand(4, 5).astype(np.float32)
+    config = RefineConfig(steps=7, step_size=0.3, normalize=True)
+    eager = refine(concave_value(target), tf.zeros((4, 5)), config, return_trajectory=True)
+    value_fn = concave_value(target)
+    compiled = compiled_refine()(value_fn, tf.zeros((4, 5)), config, True)
+    np.testing.assert_allclose(eager.y.numpy(), compiled.y.numpy(), atol=1e-6)
+    assert compiled.trajectory.shape == (8, 4, 5)
+    np.testing.assert_allclose(compiled.trajectory[-1].numpy(), compiled.y.numpy())
+    np.testing.assert_allclose(compiled.trajectory[0].numpy(), 0.0)
+
+
+def test_normalized_steps_have_length_eta():
+    value_fn = lambda y: tf.reduce_sum(y * tf.constant([[3.0, 4.0]]), axis=-1)  # noqa: E731
+    result = refine(value_fn, tf.zeros((1, 2)), RefineConfig(steps=1, step_size=0.5, normalize=True,
+                                                             projection="none"))
+    np.testing.assert_allclose(result.y.numpy(), [[0.3, 0.4]], atol=1e-6)
+
+
+def test_early_stop_on_tolerance_pads_trajectory():
+    target = np.array([[0.5, 0.5]], np.float32)
+    config = RefineConfig(steps=50, step_size=0.5, tolerance=1e-3)
+    result = refine(concave_value(target), tf.zeros((1, 2)), config, return_trajectory=True)
+    assert int(result.steps_taken) < 50
+    np.testing.assert_allclose(result.trajectory[-1].numpy(), result.y.numpy())
+
+
+def simplex_reference(v):
+    """Brute force: the nearest point over all supports (KKT), for small dimension."""
+    import itertools
+    best, best_dist = None, np.inf
+    n = len(v)
+    for k in range(1, n + 1):
+        for support in itertools.combinations(range(n), k):
+            s = list(support)
+            theta = (v[s].sum() - 1) / k
+            w = np.zeros(n)
+            w[s] = v[s] - theta
+            if (w[s] >= -1e-12).all():
+                d = ((w - v) ** 2).sum()
+                if d < best_dist:
+                    best, best_dist = w, d
+    return best
+
+
+def test_simplex_projection_matches_bruteforce():
+    rng = np.random.RandomState(3)
+    v = (rng.randn(50, 2, 4) * 2).astype(np.float32)
+    w = project_to_simplex(tf.constant(v)).numpy()
+    assert (w >= 0).all()
+    np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
+    for idx in np.ndindex(50, 2):
+        np.testing.assert_allclose(w[idx], simplex_reference(v[idx].astype(np.float64)), atol=1e-5)
+
+
+def test_simplex_projection_keeps_points_of_the_simplex():
+    p = np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(project_to_simplex(tf.constant(p)).numpy(), p, atol=1e-6)
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="projection"):
+        RefineConfig(projection="ball")
