@@ -87,3 +87,18 @@ def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tiny_mulan, tmp_
         value = reader.get_tensor(name)
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             assert np.isfinite(value).all(), name
+
+
+def test_bookmarks_task_runs_on_a_fixture(tmp_path):
+    # Bookmarks itself is not available here; the same code path runs on a stand-in with its file names.
+    from conftest import correlated_multilabel, write_arff
+
+    features, labels = correlated_multilabel(n=120, num_features=10, num_labels=6)
+    write_arff(tmp_path / "bookmarks.arff", features, labels, labels_first=True, sparse=False)
+    config = config_lib.resolve("bookmarks", "dvn", {
+        "data": {"data_dir": str(tmp_path)}, "epochs": 1,
+        "train_refine": {"steps": 2}, "test_refine": {"steps": 2}})
+    assert config.value_net.spen_second_layer and config.test_refine.step_size == 0.75
+    record = experiment.run(config, str(tmp_path / "run"), str(tmp_path / "bookmarks-dvn.json"), verbose=0)
+    assert record["sizes"]["train"] + record["sizes"]["validation"] == round(0.66 * 120)
+    assert (tmp_path / "bookmarks-dvn.json").exists()

@@ -39,6 +39,8 @@ class DataConfig:
     split: str = "seeded"
     """seeded: train = perm[:n_train], test = perm[n_train:] with perm = RandomState(split_seed).permutation(N)."""
     n_train: int = 0
+    """Rows in the train part; 0: round(train_fraction * N)."""
+    train_fraction: float = 0.66
     split_seed: int = 0
     validation_fraction: float = 0.05
     """Fraction of the training part held out for validation (model selection, TensorBoard)."""

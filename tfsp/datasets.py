@@ -49,7 +49,7 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
     data = mulan.load_mulan(arff_path, xml_path)
     n = len(data.features)
     if config.split == "seeded":
-        n_train = config.n_train or int(round(0.66 * n))
+        n_train = config.n_train or int(round(config.train_fraction * n))
         train_idx, test_idx = mulan.seeded_split(n, n_train, config.split_seed)
         split = (f"perm = numpy.random.RandomState({config.split_seed}).permutation({n}); "
                  f"train = perm[:{n_train}], test = perm[{n_train}:]")

@@ -1,0 +1,127 @@
+"""Renders committed results: a Markdown table (optionally into README) and PNG figures.
+
+    python -m tfsp.report --results_dir=results --readme=README.md
+
+The table is built only from `results/*.json`, each row with the command that wrote
+it, so no number in the README is typed by hand. Figures: the metric after each
+refinement step for every result that recorded a `step_curve`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import statistics
+from collections import defaultdict
+from typing import Dict, List
+
+from absl import app, flags
+
+from tfsp.results import atomic_write_text
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("results_dir", "results", "Folder of results/*.json.")
+flags.DEFINE_string("readme", None, "If set, replace the block between the results markers in this file.")
+flags.DEFINE_bool("figures", True, "Write PNG figures beside the results.")
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def load_results(results_dir: str) -> List[Dict]:
+    records = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        with open(path) as f:
+            record = json.load(f)
+        if "task" in record and "method" in record and "metrics" in record:
+            record["_file"] = os.path.relpath(path)
+            records.append(record)
+    return records
+
+
+def _fmt(values: List[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
+
+
+def results_table(records: List[Dict]) -> str:
+    """One row per (task, method, variant): mean ± sd over seeds when several files share it."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["task"], r["method"], r.get("variant", ""))].append(r)
+    lines = ["| task | method | metric | refined / final | inference net alone | train s | seeds | files |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (task, method, variant), group in sorted(groups.items()):
+        for metric in group[0]["metrics"]:
+            final = [g["metrics"][metric] for g in group]
+            alone = [g["metrics_inference_net"][metric] for g in group if "metrics_inference_net" in g]
+            seconds = [g.get("train_seconds", float("nan")) for g in group]
+            lines.append(
+                f"| {task} | {method}{(' ' + variant) if variant else ''} | {metric} | {_fmt(final)} | "
+                f"{_fmt(alone) if alone else '–'} | {statistics.mean(seconds):.0f} | "
+                f"{', '.join(str(g['seed']) for g in group)} | "
+                f"{', '.join('`' + g['_file'] + '`' for g in group)} |")
+    commands = ["", "Commands that wrote them:", ""]
+    for r in records:
+        commands.append(f"- `{r['_file']}`: `{r.get('command', '?')}` (git {r.get('git_rev', '?')[:12]})")
+    return "\n".join(lines + commands)
+
+
+def step_curve_figure(records: List[Dict], path: str) -> bool:
+    curves = [r for r in records if "step_curve" in r]
+    if not curves:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_task = defaultdict(list)
+    for r in curves:
+        by_task[r["task"]].append(r)
+    fig, axes = plt.subplots(1, len(by_task), figsize=(5.5 * len(by_task), 4), squeeze=False)
+    for ax, (task, group) in zip(axes[0], sorted(by_task.items())):
+        for r in group:
+            curve = r["step_curve"]
+            metric = next(k for k in curve if k != "step")
+            ax.plot(curve["step"], curve[metric], marker=".",
+                    label=f"{r['method']} (seed {r['seed']})")
+            ax.set_ylabel(f"test {metric} (%)")
+        ax.set_xlabel("refinement step")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+def update_readme(readme: str, table: str) -> None:
+    with open(readme) as f:
+        text = f.read()
+    if START not in text or END not in text:
+        raise SystemExit(f"{readme}: no {START} ... {END} block to fill")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    atomic_write_text(readme, f"{head}{START}\n{table}\n{END}{tail}")
+
+
+def main(argv):
+    del argv
+    records = load_results(FLAGS.results_dir)
+    table = results_table(records)
+    print(table)
+    if FLAGS.figures:
+        path = os.path.join(FLAGS.results_dir, "step_curves.png")
+        if step_curve_figure(records, path):
+            print(f"wrote {path}")
+    if FLAGS.readme:
+        update_readme(FLAGS.readme, table)
+        print(f"updated {FLAGS.readme}")
+
+
+if __name__ == "__main__":
+    app.run(main)
