@@ -51,6 +51,17 @@ def test_launch_end_to_end_on_tiny_arff(tiny_mulan, tmp_path):
     record = json.loads((tmp_path / "results" / "mlc-ldrsp.json").read_text())
     assert record["initial_epoch"] == 2 and record["epochs_run"] == 1
 
+    # --mode=evaluate re-evaluates the kept weights, here with other refinement settings.
+    proc = launch("--mode=evaluate", "--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
+                  f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'eval'}",
+                  "--refine_steps=0", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / "mlc-ldrsp.json").read_text())
+    # With no refinement steps the final prediction is G(x) alone.
+    assert evaluated["metrics"]["example_f1"] == pytest.approx(
+        evaluated["metrics_inference_net"]["example_f1"])
+    assert evaluated["metrics_inference_net"] == pytest.approx(record["metrics_inference_net"])
+
 
 def test_unknown_task_and_method_list_valid_ones(tmp_path):
     proc = launch("--task=nope", cwd=tmp_path)

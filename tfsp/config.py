@@ -90,6 +90,8 @@ class AdversarialSettings:
     step_size: float = 0.5
     normalize: bool = False
     from_ground_truth: float = 0.5
+    objective: str = "loss"
+    """loss: ascend D's regression loss (the papers); value: ascend D's value (the published DVN code)."""
 
 
 @dataclasses.dataclass

@@ -222,21 +222,58 @@ def step_curve(model: StructuredModel, dataset, steps: int) -> Dict[str, list]:
 
 
 # ----- the run -------------------------------------------------------------------------------
-def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
-        step_curve_steps: int = 0, verbose: int = 1) -> Dict[str, Any]:
-    """Trains and evaluates; writes TensorBoard logs and checkpoints under model_dir and,
-    when results_path is given, the results JSON (atomically)."""
-    started = time.time()
+FINAL_WEIGHTS = "final/model"
+
+
+def _setup(config: ExperimentConfig):
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    data = build_task_data(config.data, seed=config.seed)
+    steps_per_epoch = int(data.train.cardinality().numpy())
+    return data, build_method(config, data.spec, steps_per_epoch)
+
+
+def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel,
+                 step_curve_steps: int) -> Dict[str, Any]:
+    """Test metrics (final prediction and G alone) plus everything needed to reproduce them."""
+    eval_started = time.time()
+    test_metrics = evaluate(model, data.test)
+    logging.info("test metrics: %s", test_metrics)
+    prefix = "inference_net_"
+    record: Dict[str, Any] = {
+        "task": config.task,
+        "method": config.method,
+        "metrics": {k: v for k, v in test_metrics.items() if not k.startswith(prefix)},
+    }
+    of_g = {k[len(prefix):]: v for k, v in test_metrics.items() if k.startswith(prefix)}
+    if of_g:
+        record["metrics_inference_net"] = of_g
+    record.update({
+        "seed": config.seed,
+        "split": data.split,
+        "sizes": data.sizes,
+        "data": data.source,
+        "config": config.to_dict(),
+        "git_rev": results.git_revision(),
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "eval_seconds": round(time.time() - eval_started, 2),
+        "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__},
+    })
+    if step_curve_steps:
+        record["step_curve"] = step_curve(model, data.test, step_curve_steps)
+    return record
+
+
+def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
+        step_curve_steps: int = 0, verbose: int = 1) -> Dict[str, Any]:
+    """Trains and evaluates; writes TensorBoard logs, a checkpoint per epoch and the final
+    (selected) weights under model_dir and, when results_path is given, the results JSON."""
+    started = time.time()
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     results.write_json(model_dir / "config.json", config.to_dict())
-
-    data = build_task_data(config.data, seed=config.seed)
-    steps_per_epoch = int(data.train.cardinality().numpy())
-    model = build_method(config, data.spec, steps_per_epoch)
+    data, model = _setup(config)
 
     checkpoint = EpochCheckpoint(model_dir / "checkpoints", model)
     initial_epoch = checkpoint.restore_latest()
@@ -257,41 +294,43 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
             f"training stopped: a loss became non-finite at {nan_guard.failure}. The last good "
             f"checkpoint is intact: {checkpoint.manager.latest_checkpoint or '(none yet)'}. "
             "Lower the learning rate or the refinement step size and rerun.")
+    tf.train.Checkpoint(model=model).write(str(model_dir / FINAL_WEIGHTS))
 
-    eval_started = time.time()
-    test_metrics = evaluate(model, data.test)
-    eval_seconds = time.time() - eval_started
-    logging.info("test metrics: %s", test_metrics)
-
-    final = {k: v for k, v in test_metrics.items() if not k.startswith("inference_net_")}
-    of_g = {k[len("inference_net_"):]: v for k, v in test_metrics.items() if k.startswith("inference_net_")}
-    record: Dict[str, Any] = {
-        "task": config.task,
-        "method": config.method,
-        "metrics": final,
-    }
-    if of_g:
-        record["metrics_inference_net"] = of_g
+    record = _test_record(config, data, model, step_curve_steps)
     record.update({
-        "seed": config.seed,
-        "split": data.split,
-        "sizes": data.sizes,
-        "data": data.source,
-        "config": config.to_dict(),
-        "git_rev": results.git_revision(),
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
         "train_seconds": round(train_seconds, 2),
-        "eval_seconds": round(eval_seconds, 2),
         "epochs_run": len(history.epoch),
         "initial_epoch": initial_epoch,
         "best_epoch": best.best_epoch if best is not None else None,
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-        "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__},
+        "wall_seconds": round(time.time() - started, 2),
     })
-    if step_curve_steps:
-        record["step_curve"] = step_curve(model, data.test, step_curve_steps)
-    record["wall_seconds"] = round(time.time() - started, 2)
     if results_path:
         results.write_json(results_path, record)
         logging.info("wrote %s", results_path)
+    return record
+
+
+def restore(config: ExperimentConfig, model_dir: str):
+    """(data, model) with the weights a finished run kept (falls back to the newest epoch checkpoint)."""
+    data, model = _setup(config)
+    final = Path(model_dir) / FINAL_WEIGHTS
+    if Path(str(final) + ".index").exists():
+        tf.train.Checkpoint(model=model).read(str(final)).expect_partial()
+    else:
+        epoch_checkpoint = EpochCheckpoint(Path(model_dir) / "checkpoints", model)
+        if not epoch_checkpoint.restore_latest():
+            raise FileNotFoundError(f"no trained weights under {model_dir}: neither {final}.index "
+                                    f"nor checkpoints/ckpt-*.index")
+    return data, model
+
+
+def evaluate_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
+                   step_curve_steps: int = 0) -> Dict[str, Any]:
+    """Re-evaluates trained weights, e.g. with other refinement settings (--mode=evaluate)."""
+    data, model = restore(config, model_dir)
+    record = _test_record(config, data, model, step_curve_steps)
+    record["evaluated_from"] = str(model_dir)
+    if results_path:
+        results.write_json(results_path, record)
     return record

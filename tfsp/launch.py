@@ -14,6 +14,8 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
+flags.DEFINE_enum("mode", "train", ["train", "evaluate"],
+                  "train: train then evaluate; evaluate: evaluate the weights a run left in --model_dir.")
 flags.DEFINE_string("task", None, "Task name (a file tasks/<task>.json) or a path to a task JSON file.")
 flags.DEFINE_string("method", None, "Method; default: the task's default_method.")
 flags.DEFINE_string("data_dir", None, "Folder with the dataset files (default: $TFSP_DATA_DIR).")
@@ -87,14 +89,18 @@ def main(argv):
     model_dir = FLAGS.model_dir or f"runs/{name}"
     results_path = f"{FLAGS.results_dir}/{name}.json" if FLAGS.results_dir else None
     try:
-        record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve)
-    except (DataError, experiment.TrainingDiverged) as e:
+        if FLAGS.mode == "train":
+            record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve)
+        else:
+            record = experiment.evaluate_saved(config, model_dir, results_path,
+                                               step_curve_steps=FLAGS.step_curve)
+    except (DataError, experiment.TrainingDiverged, FileNotFoundError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1
     summary = {"metrics": record["metrics"], **({"metrics_inference_net": record["metrics_inference_net"]}
                                                 if "metrics_inference_net" in record else {})}
-    print(f"{name}: {summary} (train {record['train_seconds']} s)")
+    print(f"{name}: {summary}" + (f" (train {record['train_seconds']} s)" if "train_seconds" in record else ""))
     if results_path:
         print(f"results: {results_path}")
     return 0

@@ -73,6 +73,14 @@ class AdversarialConfig:
     step_size: float = 0.5
     normalize: bool = False
     from_ground_truth: float = 0.5
+    objective: str = "loss"
+    """"loss": ascend D's regression loss (DVN paper Sec. 3.2, LDRSP/ALEN); "value": ascend D's
+    value instead, which is what the published DVN code's adversarial branch computes
+    (it evaluates the value gradient there, not the loss gradient)."""
+
+    def __post_init__(self):
+        if self.objective not in ("loss", "value"):
+            raise ValueError(f"adversarial objective must be 'loss' or 'value', got {self.objective!r}")
 
 
 class StructuredModel(keras.Model):
@@ -158,11 +166,13 @@ class StructuredModel(keras.Model):
     def uniform(self, shape):
         return keras.random.uniform(shape, seed=self.seed_generator)
 
-    def adversarial_samples(self, regression_loss_fn, y_true, y_start, config: AdversarialConfig):
+    def adversarial_samples(self, regression_loss_fn, value_fn, y_true, y_start,
+                            config: AdversarialConfig):
         """Tuples that the value network currently scores worst: ascend its loss from y* or y_start.
 
         regression_loss_fn(y) -> per-example loss of D against the oracle at y
-        (the oracle value is treated as a constant in each step, as in DVN).
+        (the oracle value is treated as a constant in each step, as in DVN);
+        value_fn(y) -> D's value, ascended instead when config.objective == "value".
         """
         batch = tf.shape(y_true)[0]
         from_truth = self.uniform([batch]) < config.from_ground_truth
@@ -170,7 +180,8 @@ class StructuredModel(keras.Model):
         y0 = tf.where(from_truth, y_true, y_start)
         ascent = RefineConfig(steps=config.steps, step_size=config.step_size,
                               normalize=config.normalize, projection=self.spec.projection)
-        return tf.stop_gradient(refine(regression_loss_fn, y0, ascent).y)
+        objective = regression_loss_fn if config.objective == "loss" else value_fn
+        return tf.stop_gradient(refine(objective, y0, ascent).y)
 
     def stratified_samples(self, y_true):
         """Interpolations y = (1 - t) y* + t u, u ~ U[0,1], with t stratified over the batch.

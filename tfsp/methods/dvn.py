@@ -72,7 +72,7 @@ class DVN(StructuredModel):
                 target = tf.stop_gradient(self.spec.oracle_fn(y, y_true))
                 logits = self.value_net.score(context, y)
                 return tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
-            samples["adversarial"] = self.adversarial_samples(regression_loss, y_true, zeros,
+            samples["adversarial"] = self.adversarial_samples(regression_loss, value_fn, y_true, zeros,
                                                               self.adversarial)
         if "ground_truth" in self.sample_weights:
             samples["ground_truth"] = y_true
@@ -92,7 +92,9 @@ class DVN(StructuredModel):
                 logits = self.value_net.score(context, y, training=True)
                 losses[kind] = tf.reduce_mean(
                     tf.nn.sigmoid_cross_entropy_with_logits(labels=targets[kind], logits=logits))
-            data_loss = tf.add_n([self.sample_weights[k] * v for k, v in losses.items()])
+            # A weighted mean, so enabling another kind of tuple does not scale the step size.
+            data_loss = tf.add_n([self.sample_weights[k] * v for k, v in losses.items()]) / sum(
+                self.sample_weights.values())
             total = data_loss + tf.add_n(self.value_net.losses) if self.value_net.losses else data_loss
         variables = self.value_net.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))

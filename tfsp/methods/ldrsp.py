@@ -90,8 +90,8 @@ class LDRSP(StructuredModel):
             def regression_loss(y):
                 target = tf.stop_gradient(oracle(y, y_true))
                 return _half_squared_error(self.value_fn(context)(y), target)
-            samples["adversarial"] = self.adversarial_samples(regression_loss, y_true, y_g,
-                                                              self.adversarial)
+            samples["adversarial"] = self.adversarial_samples(regression_loss, self.value_fn(context),
+                                                              y_true, y_g, self.adversarial)
         targets = {kind: oracle(y, y_true) for kind, y in samples.items()}
 
         # D: least-squares regression to 1 on y* and to v* on the samples.

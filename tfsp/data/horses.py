@@ -1,0 +1,146 @@
+"""Weizmann horses (Borenstein & Ullman): binary figure/ground segmentation.
+
+Layout (the database as distributed, e.g. the Kaggle mirror
+"weizmann-horse-database")::
+
+    weizmann_horse_db/
+      rgb/horse001.jpg ... horse328.jpg            colour images
+      figure_ground/horse001.jpg ... horse328.jpg  grey masks, foreground > 127
+
+``data_dir`` may be that folder or a parent holding ``weizmann_horse_db/``.
+Images and masks are paired by file name (``horse001``); they are NOT at the
+same resolution (the masks match the original grey images) but have the same
+framing, so each is resized independently to ``size`` x ``size``:
+
+* image: bilinear (antialiased), float32 in [0, 1];
+* mask: grey / 255, bilinear (antialiased), then foreground = value > 0.5
+  (i.e. grey > 127 at the working resolution), float32 {0, 1} ``[..., 1]``.
+
+Masks saved as 3-channel JPEGs are accepted when the channels agree to within
+8 grey levels; otherwise the file is rejected ("mask is not single-channel").
+
+Split. The 200 / 28 / 100 train / validation / test split used in the
+literature (Li et al. 2013) is not published with the data, so this package
+defines one: with the examples in file-name order (horse001 ... horse328),
+``perm = numpy.random.RandomState(seed).permutation(328)`` (seed 0 by default);
+train = ``perm[:200]``, validation = ``perm[200:228]``, test = ``perm[228:]``
+(see :func:`horse_split`). Report this whenever a number on it is quoted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tfsp.data.errors import DataError
+from tfsp.data.images import decode_image, decode_mask, resize_bilinear, resize_mask
+
+__all__ = ["SegmentationData", "load_horses", "horse_split", "HORSE_SPLIT_SIZES"]
+
+HORSE_SPLIT_SIZES = (200, 28, 100)
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm")
+
+_LAYOUT_HELP = (
+    "expected layout: <data_dir>/rgb/horseNNN.jpg (colour images) and "
+    "<data_dir>/figure_ground/horseNNN.jpg (grey masks, foreground > 127), or a parent "
+    "folder holding weizmann_horse_db/ with that layout. The data is the Weizmann Horse "
+    "Database (Borenstein & Ullman, ECCV 2002/2004), available e.g. as the Kaggle dataset "
+    '"weizmann-horse-database".'
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SegmentationData:
+    """Images and binary masks at the working resolution.
+
+    Attributes:
+      images: float32 ``[N, size, size, 3]`` in [0, 1].
+      labels: float32 ``[N, size, size, 1]``, 1 = foreground.
+      names: file stems in file-name order (``"horse001"``, ...).
+      source: the folder the data was read from.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    names: tuple
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, indices) -> "SegmentationData":
+        """The examples at ``indices`` (e.g. ``horse_split()["train"]``)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return SegmentationData(self.images[idx], self.labels[idx], tuple(self.names[i] for i in idx), self.source)
+
+
+def _find_root(data_dir) -> Path:
+    base = Path(os.fspath(data_dir)).expanduser()
+    for cand in (base, base / "weizmann_horse_db"):
+        if (cand / "rgb").is_dir() and (cand / "figure_ground").is_dir():
+            return cand
+    if not base.exists():
+        raise DataError(f"{base}: folder not found; {_LAYOUT_HELP}")
+    missing = [str(base / d) for d in ("rgb", "figure_ground") if not (base / d).is_dir()]
+    raise DataError(f"{base}: missing {', '.join(missing)}; {_LAYOUT_HELP}")
+
+
+def _list_images(folder: Path) -> dict:
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in _IMAGE_EXTS and not p.name.startswith("."):
+            if p.stem in out:
+                raise DataError(f"{p}: two files for {p.stem!r} ({out[p.stem].name} and {p.name})")
+            out[p.stem] = p
+    return out
+
+
+def load_horses(data_dir, size: int = 32) -> SegmentationData:
+    """Loads all Weizmann horses at ``size`` x ``size``; see the module docstring."""
+    root = _find_root(data_dir)
+    rgb = _list_images(root / "rgb")
+    masks = _list_images(root / "figure_ground")
+    no_mask = sorted(set(rgb) - set(masks))
+    no_image = sorted(set(masks) - set(rgb))
+    if no_mask:
+        raise DataError(
+            f"{rgb[no_mask[0]]}: image without a mask (expected {root / 'figure_ground' / (no_mask[0] + '.jpg')}); "
+            f"{len(no_mask)} image(s) without masks: {', '.join(no_mask[:10])}{' ...' if len(no_mask) > 10 else ''}"
+        )
+    if no_image:
+        raise DataError(
+            f"{masks[no_image[0]]}: mask without an image (expected {root / 'rgb' / (no_image[0] + '.jpg')}); "
+            f"{len(no_image)} mask(s) without images: {', '.join(no_image[:10])}{' ...' if len(no_image) > 10 else ''}"
+        )
+    names = tuple(sorted(rgb))
+    if not names:
+        raise DataError(f"{root / 'rgb'}: no images found; {_LAYOUT_HELP}")
+    images = np.empty((len(names), size, size, 3), np.float32)
+    labels = np.empty((len(names), size, size, 1), np.float32)
+    for i, stem in enumerate(names):
+        images[i] = resize_bilinear(decode_image(rgb[stem]), size)
+        labels[i, ..., 0] = resize_mask(decode_mask(masks[stem]), size)
+    return SegmentationData(images=images, labels=labels, names=names, source=str(root))
+
+
+def horse_split(n: int = 328, seed: int = 0, sizes=HORSE_SPLIT_SIZES) -> dict:
+    """Deterministic seeded split of ``n`` examples into train / validation / test.
+
+    ``perm = numpy.random.RandomState(seed).permutation(n)``; train is
+    ``perm[:sizes[0]]``, validation the next ``sizes[1]``, test the last
+    ``sizes[2]`` (200 / 28 / 100 by default, which requires n = 328).
+    Returns ``dict(train=..., validation=..., test=...)`` of int64 index
+    arrays in permutation order.
+    """
+    n_train, n_val, n_test = (int(s) for s in sizes)
+    if n_train + n_val + n_test != n:
+        raise ValueError(f"split sizes {tuple(sizes)} do not add up to n={n}")
+    perm = np.random.RandomState(seed).permutation(n).astype(np.int64)
+    return dict(
+        train=perm[:n_train],
+        validation=perm[n_train : n_train + n_val],
+        test=perm[n_train + n_val :],
+    )
