@@ -406,6 +406,10 @@ def test_lfw_errors(tmp_path):
     gt.rmdir()
     with pytest.raises(DataError, match=r"parts_lfw_funneled_gt_images\.tgz.*part_labels"):
         load_lfw_parts(lfw, 8, "train")
+    (lfw / "parts_lfw_funneled_gt_images.tgz").write_bytes(b"\x1f\x8b\x08\x00" + b"garbage" * 20)
+    with pytest.raises(DataError, match=r"parts_lfw_funneled_gt_images\.tgz.*corrupt"):
+        load_lfw_parts(lfw, 8, "train")
+    (lfw / "parts_lfw_funneled_gt_images.tgz").unlink()
     (lfw / "parts_test.txt").write_text("Gus_Ho three\n")
     with pytest.raises(DataError, match=r"parts_test\.txt:1"):
         load_lfw_parts(lfw, 8, "test")

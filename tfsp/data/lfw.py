@@ -56,6 +56,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -153,12 +154,12 @@ class _Members:
         found = {}
         if self.is_tar:
             try:
-                with tarfile.open(self.path, "r:*") as tar:
+                with tarfile.open(self.path, "r|*") as tar:
                     for m in tar:  # one sequential pass through the (gzipped) stream
                         base = m.name.replace("\\", "/").rsplit("/", 1)[-1]
                         if m.isfile() and base in wanted and base not in found:
                             found[base] = tar.extractfile(m).read()
-            except (tarfile.TarError, OSError, EOFError) as e:
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
                 raise DataError(f"{self.path}: unreadable or corrupt archive ({e})") from e
         else:
             for base in wanted:
