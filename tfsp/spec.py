@@ -27,6 +27,8 @@ class TaskSpec:
     ratio_metrics: name -> (numerator, denominator) per-example functions whose
         sums over the evaluation set are divided (e.g. global IoU).
     primary_metric: the metric that model selection and reports lead with.
+    The oracle may differ between methods of one task (e.g. IoU for DVN, per-pixel F1 for
+    LDRSP's patch discriminator): `dataclasses.replace(spec, oracle=...)`.
     feature_mean / feature_std: standardization of x fitted on the training
         split (None: x is used as given, e.g. images already in [0, 1]).
     """
@@ -42,6 +44,10 @@ class TaskSpec:
         default_factory=dict)
     feature_mean: Optional[np.ndarray] = None
     feature_std: Optional[np.ndarray] = None
+    crop_size: Optional[int] = None
+    """Segmentation: networks see crop_size×crop_size crops; full images are covered by a
+    crop_grid×crop_grid grid of crops at test time (tfsp.crops)."""
+    crop_grid: int = 6
 
     @property
     def oracle_fn(self):

@@ -1,8 +1,9 @@
 """The common surface of every method: a `keras.Model` whose `train_step` holds the algorithm.
 
-Subclasses implement `train_step` (the learning algorithm) and `infer` (what a
-prediction is: G(x), refinement from zeros, G(x) refined, ...). This base class
-turns `infer` into `predict_step` and `test_step`, tracks every loss term and
+Subclasses implement `train_step` (the learning algorithm), `initial_output` (where a
+prediction starts: G(x), zeros) and `value_of` (the value to ascend from there, if
+any). This base class turns them into `infer` (refinement, on crops for
+segmentation), `predict_step` and `test_step`, tracks every loss term and
 metric with `keras.metrics.Mean` (so values aggregate correctly over batches
 and replicas), and owns the input standardization and the refinement configs.
 """
@@ -15,7 +16,7 @@ from typing import Dict, Iterable
 import keras
 import tensorflow as tf
 
-from tfsp import oracles
+from tfsp import crops, oracles
 from tfsp.refine import RefineConfig, refine
 from tfsp.spec import TaskSpec
 
@@ -87,10 +88,13 @@ class StructuredModel(keras.Model):
     """Base class of the methods; see the module docstring."""
 
     def __init__(self, spec: TaskSpec, test_refine: RefineConfig = RefineConfig(),
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, crop_mode: str = "average", **kwargs):
         super().__init__(**kwargs)
+        if crop_mode not in crops.CROP_MODES:
+            raise ValueError(f"unknown crop mode {crop_mode!r}; valid: {crops.CROP_MODES}")
         self.spec = spec
         self.test_refine = test_refine
+        self.crop_mode = crop_mode
         self.seed = int(seed)
         self.standardize = (Standardize(spec.feature_mean, spec.feature_std, name="standardize")
                             if spec.feature_mean is not None else None)
@@ -111,9 +115,84 @@ class StructuredModel(keras.Model):
         "inference_net_" for G(x) alone where there is a G."""
         return ("",)
 
-    def infer(self, x, training=False, return_trajectory=False) -> Dict[str, tf.Tensor]:
-        """{"y": final relaxed prediction, optional "y_inference_net", "value", "trajectory"}."""
+    def initial_output(self, x, training=False):
+        """(y0, extras): where prediction starts (G(x), zeros, ...) for standardized x, and
+        extra outputs to report (e.g. {"y_inference_net": G(x)})."""
         raise NotImplementedError
+
+    def value_of(self, x, training=False):
+        """The per-example value function y -> [B] to ascend at test time, with everything
+        that depends on x alone computed here, once; None if the method does not refine."""
+        return None
+
+    # ----- prediction --------------------------------------------------------------------------
+    def _infer_whole(self, x, training, return_trajectory):
+        y0, outputs = self.initial_output(x, training=training)
+        value_fn = self.value_of(x, training=training)
+        if value_fn is None:
+            outputs["y"] = y0
+            if return_trajectory:
+                outputs["trajectory"] = y0[tf.newaxis]
+            return outputs
+        result = refine(value_fn, y0, self.test_refine, return_trajectory=return_trajectory)
+        outputs.update(y=result.y, value=result.values)
+        if return_trajectory:
+            outputs["trajectory"] = result.trajectory
+        return outputs
+
+    def infer(self, x, training=False, return_trajectory=False) -> Dict[str, tf.Tensor]:
+        """{"y": final relaxed prediction, "value", optional "y_inference_net" and "trajectory"}.
+
+        Segmentation tasks with a crop size run on crops of x (see tfsp.crops): each crop
+        refined alone and averaged, or the whole mask refined jointly.
+        """
+        x = self.prepare_inputs(x)
+        spec = self.spec
+        if not spec.crop_size or x.shape[1] == spec.crop_size:
+            return self._infer_whole(x, training, return_trajectory)
+        full = x.shape[1]
+        offsets = crops.crop_offsets(full, spec.crop_size, spec.crop_grid)
+        x_crops = crops.extract_crops(x, offsets, spec.crop_size)
+        if self.crop_mode == "average":
+            outputs = self._infer_whole(x_crops, training, return_trajectory)
+            return self._average_outputs(outputs, offsets, full)
+        # Joint: one mask for the whole image; each step averages the crops' gradients per pixel.
+        y0_crops, extras = self.initial_output(x_crops, training=training)
+        outputs = self._average_outputs(dict(extras, y=y0_crops), offsets, full)
+        crop_value_fn = self.value_of(x_crops, training=training)
+        if crop_value_fn is None:
+            if return_trajectory:
+                outputs["trajectory"] = outputs["y"][tf.newaxis]
+            return outputs
+        inverse_coverage = 1.0 / crops.coverage(full, offsets, spec.crop_size)
+        k = len(offsets)
+
+        def joint_value_fn(y):
+            y_crops = crops.extract_crops(crops.mean_gradient_identity(y, inverse_coverage),
+                                          offsets, spec.crop_size)
+            return tf.reduce_sum(tf.reshape(crop_value_fn(y_crops), [-1, k]), axis=1)
+
+        result = refine(joint_value_fn, outputs["y"], self.test_refine, return_trajectory=return_trajectory)
+        outputs.update(y=result.y, value=result.values / k)
+        if return_trajectory:
+            outputs["trajectory"] = result.trajectory
+        return outputs
+
+    @staticmethod
+    def _average_outputs(outputs, offsets, full):
+        k = len(offsets)
+        averaged = {}
+        for name, value in outputs.items():
+            if name == "value":
+                averaged[name] = tf.reduce_mean(tf.reshape(value, [-1, k]), axis=1)
+            elif name == "trajectory":
+                shape = tf.shape(value)
+                flat = tf.reshape(value, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
+                merged = crops.average_crops(flat, offsets, full)
+                averaged[name] = tf.reshape(merged, tf.concat([[shape[0], shape[1] // k], tf.shape(merged)[1:]], 0))
+            else:
+                averaged[name] = crops.average_crops(value, offsets, full)
+        return averaged
 
     # ----- shared machinery ------------------------------------------------------------------
     def prepare_inputs(self, x):
@@ -138,6 +217,10 @@ class StructuredModel(keras.Model):
 
     def call(self, x, training=False):
         return self.infer(x, training=training)["y"]
+
+    def zeros_output(self, x):
+        """y = 0 for a batch of x: [B, L], or [B, H, W, C] matching x's spatial size."""
+        return tf.repeat(tf.zeros_like(x[..., :1]), self.spec.output_shape[-1], axis=-1)
 
     def update_eval_metrics(self, outputs, y_true) -> None:
         kinds = {"": outputs["y"]}

@@ -46,24 +46,17 @@ class DVN(StructuredModel):
     def value_fn(self, context, training=False):
         return lambda y: tf.sigmoid(self.value_net.score(context, y, training=training))
 
-    def initial_output(self, x):
-        return tf.zeros(tf.concat([tf.shape(x)[:1], self.spec.output_shape], 0), tf.float32)
+    def initial_output(self, x, training=False):
+        return self.zeros_output(x), {}
 
-    def infer(self, x, training=False, return_trajectory=False):
-        x = self.prepare_inputs(x)
-        context = self.value_net.precompute(x, training=training)
-        result = refine(self.value_fn(context), self.initial_output(x), self.test_refine,
-                        return_trajectory=return_trajectory)
-        outputs = {"y": result.y, "value": result.values}
-        if return_trajectory:
-            outputs["trajectory"] = result.trajectory
-        return outputs
+    def value_of(self, x, training=False):
+        return self.value_fn(self.value_net.precompute(x, training=training), training=training)
 
     def generate_samples(self, x, y_true):
         """{kind: y} for the enabled sample kinds, generated with the current D (no gradient to D)."""
         context = self.value_net.precompute(x)
         value_fn = self.value_fn(context)
-        zeros = tf.zeros_like(y_true)
+        zeros = self.zeros_output(x)
         samples = {}
         if "inference" in self.sample_weights:
             samples["inference"] = tf.stop_gradient(refine(value_fn, zeros, self.train_refine).y)

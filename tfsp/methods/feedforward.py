@@ -18,13 +18,8 @@ class FeedForward(StructuredModel):
         self.inference_net = inference_net
         self.add_train_statistics(["cross_entropy"])
 
-    def infer(self, x, training=False, return_trajectory=False):
-        logits = self.inference_net(self.prepare_inputs(x), training=training)
-        y = self.spec.output_probabilities(logits)
-        outputs = {"y": y}
-        if return_trajectory:
-            outputs["trajectory"] = y[tf.newaxis]
-        return outputs
+    def initial_output(self, x, training=False):
+        return self.spec.output_probabilities(self.inference_net(x, training=training)), {}
 
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)

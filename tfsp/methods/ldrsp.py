@@ -26,6 +26,13 @@ def _half_squared_error(prediction, target):
     return 0.5 * tf.square(prediction - target)
 
 
+def per_example_mean(values):
+    """[B] stays; [B, ...] per-position values are averaged per example."""
+    if values.shape.rank == 1:
+        return values
+    return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+
+
 class LDRSP(StructuredModel):
 
     def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork,
@@ -61,19 +68,17 @@ class LDRSP(StructuredModel):
     def prediction_kinds(self):
         return ("", "inference_net_")
 
-    def value_fn(self, context, training=False):
+    def value_map(self, context, training=False):
+        """y -> D's sigmoid scores: one per example, or one per position for a patch discriminator."""
         return lambda y: tf.sigmoid(self.value_net.score(context, y, training=training))
 
-    def infer(self, x, training=False, return_trajectory=False):
-        x = self.prepare_inputs(x)
+    def initial_output(self, x, training=False):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
-        context = self.value_net.precompute(x, training=training)
-        result = refine(self.value_fn(context), y_g, self.test_refine,
-                        return_trajectory=return_trajectory)
-        outputs = {"y": result.y, "y_inference_net": y_g, "value": result.values}
-        if return_trajectory:
-            outputs["trajectory"] = result.trajectory
-        return outputs
+        return y_g, {"y_inference_net": y_g}
+
+    def value_of(self, x, training=False):
+        value_map = self.value_map(self.value_net.precompute(x, training=training), training=training)
+        return lambda y: per_example_mean(value_map(y))
 
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
@@ -82,15 +87,16 @@ class LDRSP(StructuredModel):
 
         # Samples from the current G and D; no gradient flows into either network from here.
         y_g = tf.stop_gradient(self.spec.output_probabilities(self.inference_net(x, training=False)))
-        context = self.value_net.precompute(x)
+        value_map = self.value_map(self.value_net.precompute(x))
+        value_fn = lambda y: per_example_mean(value_map(y))  # noqa: E731
         samples = {"inference_net": y_g}
         if self.inference_weight:
-            samples["refined"] = tf.stop_gradient(refine(self.value_fn(context), y_g, self.train_refine).y)
+            samples["refined"] = tf.stop_gradient(refine(value_fn, y_g, self.train_refine).y)
         if self.adversarial_weight:
             def regression_loss(y):
                 target = tf.stop_gradient(oracle(y, y_true))
-                return _half_squared_error(self.value_fn(context)(y), target)
-            samples["adversarial"] = self.adversarial_samples(regression_loss, self.value_fn(context),
+                return per_example_mean(_half_squared_error(value_map(y), target))
+            samples["adversarial"] = self.adversarial_samples(regression_loss, value_fn,
                                                               y_true, y_g, self.adversarial)
         targets = {kind: oracle(y, y_true) for kind, y in samples.items()}
 
@@ -98,7 +104,7 @@ class LDRSP(StructuredModel):
         weights = {"inference_net": 1.0, "refined": self.inference_weight,
                    "adversarial": self.adversarial_weight}
         with tf.GradientTape() as tape:
-            d = self.value_fn(self.value_net.precompute(x, training=True), training=True)
+            d = self.value_map(self.value_net.precompute(x, training=True), training=True)
             value_truth = d(y_true)
             d_terms = {"ground_truth": tf.reduce_mean(_half_squared_error(value_truth, 1.0))}
             for kind, y in samples.items():
@@ -111,7 +117,7 @@ class LDRSP(StructuredModel):
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
 
         # G: cross-entropy plus λ_g·½(D(x, G(x)) − 1)² with D fixed.
-        d_fixed = self.value_fn(self.value_net.precompute(x))
+        d_fixed = self.value_map(self.value_net.precompute(x))
         with tf.GradientTape() as tape:
             logits = self.inference_net(x, training=True)
             g_cross_entropy = tf.reduce_mean(self.spec.cross_entropy(y_true, logits))
