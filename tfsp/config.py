@@ -50,11 +50,23 @@ class DataConfig:
     """Standardize features with the training mean and std (as the DVN code does)."""
     image_size: int = 32
     crop_size: int = 24
+    """Segmentation: training crops and test-time crop size (0: whole images)."""
+    crop_grid: int = 6
+    """Segmentation: test images are covered by crop_grid × crop_grid crops."""
     flip: bool = True
+    split_sizes: List[int] = dataclasses.field(default_factory=list)
+    """Segmentation without official lists: train / validation / test sizes of a seeded permutation."""
 
 
 @dataclasses.dataclass
 class NetworkConfig:
+    kind: str = ""
+    """Architecture: value nets energy | conv | patch, inference nets mlp | fcn; "" picks
+    by the output (energy / mlp for label vectors, conv / fcn for masks)."""
+    filters: List[int] = dataclasses.field(default_factory=lambda: [64, 128, 128])
+    """Convolutional networks: filters of the three 5×5 convolutions."""
+    dense: List[int] = dataclasses.field(default_factory=lambda: [384, 192])
+    """Convolutional value network: its dense layers."""
     hidden: List[int] = dataclasses.field(default_factory=lambda: [150])
     num_pairwise: int = 16
     weight_decay: float = 0.0
@@ -98,6 +110,12 @@ class AdversarialSettings:
 class ExperimentConfig:
     task: str = ""
     method: str = ""
+    algorithm: str = ""
+    """The method class (feedforward | dvn | ldrsp) when the method's name differs (e.g. fcn)."""
+    oracle: str = ""
+    """Override the task's oracle for this method (e.g. per_position_f1 for a patch discriminator)."""
+    crop_mode: str = "average"
+    """Segmentation test-time crops: average (refine each crop, average) or joint (DVN Table 4)."""
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     value_net: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     inference_net: NetworkConfig = dataclasses.field(

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfsp.config import DATA_DIR_ENV, DataConfig
 from tfsp.data.errors import DataError
-from tfsp.spec import TaskSpec, multilabel_spec
+from tfsp.spec import TaskSpec, binary_segmentation_spec, multilabel_spec
 
 
 @dataclasses.dataclass
@@ -75,8 +75,40 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
         split=split, source=f"{arff_path} + {xml_path}")
 
 
+def build_horses(config: DataConfig, seed: int) -> TaskData:
+    from tfsp.data import horses
+    from tfsp.data.images import segmentation_dataset
+
+    data_dir = resolve_data_dir(config)
+    if data_dir is None:
+        raise DataError("the horses task needs --data_dir (or $TFSP_DATA_DIR): a folder holding "
+                        "weizmann_horse_db/rgb/horseNNN.jpg and weizmann_horse_db/figure_ground/horseNNN.jpg")
+    data = horses.load_horses(data_dir, size=config.image_size)
+    sizes = tuple(config.split_sizes) if config.split_sizes else horses.HORSE_SPLIT_SIZES
+    split = horses.horse_split(len(data.names), seed=config.split_seed, sizes=sizes)
+    crop = config.crop_size or None
+    spec = binary_segmentation_spec("horses", config.image_size, crop, config.crop_grid)
+
+    def part(name, training):
+        idx = split[name]
+        return segmentation_dataset(data.images[idx], data.labels[idx],
+                                    config.batch_size if training else config.eval_batch_size,
+                                    training=training, crop_size=crop, flip=config.flip and training,
+                                    seed=seed)
+
+    description = (f"perm = numpy.random.RandomState({config.split_seed}).permutation({len(data.names)}) over the "
+                   f"horse files sorted by name; train = perm[:{sizes[0]}], validation = the next {sizes[1]}, "
+                   f"test = the last {sizes[2]} (tfsp.data.horses.horse_split); images and masks resized "
+                   f"independently to {config.image_size}x{config.image_size}")
+    return TaskData(spec=spec, train=part("train", True),
+                    validation=part("validation", False) if len(split["validation"]) else None,
+                    test=part("test", False),
+                    sizes={k: len(v) for k, v in split.items()}, split=description, source=data.source)
+
+
 BUILDERS: Dict[str, Callable[[DataConfig, int], TaskData]] = {
     "mulan": build_mulan,
+    "horses": build_horses,
 }
 
 

@@ -25,7 +25,7 @@ from tfsp import oracles, results
 from tfsp.config import ExperimentConfig, NetworkConfig, OptimizerConfig
 from tfsp.datasets import TaskData, build_task_data
 from tfsp.methods import DVN, LDRSP, AdversarialConfig, FeedForward, StructuredModel
-from tfsp.networks import MultiLabelEnergy, MultiLabelMLP
+from tfsp.networks import FCN, ConvValueNet, MultiLabelEnergy, MultiLabelMLP, PatchDiscriminator
 from tfsp.refine import RefineConfig
 from tfsp.spec import TaskSpec
 
@@ -38,20 +38,29 @@ class TrainingDiverged(RuntimeError):
 
 # ----- building blocks -----------------------------------------------------------------------
 def build_value_network(spec: TaskSpec, config: NetworkConfig):
-    if len(spec.output_shape) == 1:
+    kind = config.kind or ("energy" if len(spec.output_shape) == 1 else "conv")
+    if kind == "energy":
         return MultiLabelEnergy(spec.output_shape[0], hidden=config.hidden,
                                 num_pairwise=config.num_pairwise, weight_decay=config.weight_decay,
                                 spen_second_layer=config.spen_second_layer, dropout=config.dropout,
                                 name="value_net")
-    raise ValueError(f"no value network for outputs of shape {spec.output_shape}")
+    if kind == "conv":
+        return ConvValueNet(filters=config.filters, dense=config.dense, dropout=config.dropout,
+                            name="value_net")
+    if kind == "patch":
+        return PatchDiscriminator(filters=config.filters, name="value_net")
+    raise ValueError(f"unknown value network kind {kind!r}; valid: ['energy', 'conv', 'patch']")
 
 
 def build_inference_network(spec: TaskSpec, config: NetworkConfig):
-    if len(spec.output_shape) == 1:
+    kind = config.kind or ("mlp" if len(spec.output_shape) == 1 else "fcn")
+    if kind == "mlp":
         return MultiLabelMLP(spec.output_shape[0], hidden=config.hidden, activation=config.activation,
                              dropout=config.dropout, weight_decay=config.weight_decay,
                              name="inference_net")
-    raise ValueError(f"no inference network for outputs of shape {spec.output_shape}")
+    if kind == "fcn":
+        return FCN(spec.output_shape[-1], filters=config.filters, name="inference_net")
+    raise ValueError(f"unknown inference network kind {kind!r}; valid: ['mlp', 'fcn']")
 
 
 def build_optimizer(config: OptimizerConfig, steps_per_epoch: int):
@@ -76,20 +85,24 @@ def _refine_config(settings, spec: TaskSpec) -> RefineConfig:
 
 def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int) -> StructuredModel:
     """The method named by config.method, compiled with its optimizer(s)."""
-    common = dict(spec=spec, seed=config.seed, name=config.method)
+    if config.oracle:
+        spec = dataclasses.replace(spec, oracle=config.oracle)
+        spec.oracle_fn  # noqa: B018 -- fails early, naming the valid oracles
+    common = dict(spec=spec, seed=config.seed, crop_mode=config.crop_mode, name=config.method)
     test_refine = _refine_config(config.test_refine, spec)
     adversarial = AdversarialConfig(**dataclasses.asdict(config.adversarial))
-    if config.method == "feedforward":
+    algorithm = config.algorithm or config.method
+    if algorithm == "feedforward":
         model = FeedForward(inference_net=build_inference_network(spec, config.inference_net), **common)
         model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
                       jit_compile=config.jit_compile)
-    elif config.method == "dvn":
+    elif algorithm == "dvn":
         model = DVN(value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
                     train_refine=_refine_config(config.train_refine, spec), adversarial=adversarial,
                     sample_weights=config.sample_weights, **common)
         model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
                       jit_compile=config.jit_compile)
-    elif config.method == "ldrsp":
+    elif algorithm == "ldrsp":
         model = LDRSP(inference_net=build_inference_network(spec, config.inference_net),
                       value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
                       train_refine=_refine_config(config.train_refine, spec), adversarial=adversarial,
@@ -100,14 +113,18 @@ def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int)
                       g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
                       jit_compile=config.jit_compile)
     else:
-        raise ValueError(f"unknown method {config.method!r}; valid methods: {list(METHODS)}")
+        raise ValueError(f"unknown algorithm {algorithm!r} for method {config.method!r}; "
+                         f"valid: {list(METHODS)}")
     build(model, spec)
     return model
 
 
 def build(model: StructuredModel, spec: TaskSpec) -> None:
     """Creates every variable (networks and optimizers) so checkpoints can be restored before fit."""
-    model.infer(tf.zeros((2, *spec.input_shape)))
+    shape = spec.input_shape
+    if spec.crop_size:
+        shape = (spec.crop_size, spec.crop_size, *shape[2:])
+    model.infer(tf.zeros((2, *shape)))
     optimizers = [getattr(model, n) for n in ("optimizer", "d_optimizer", "g_optimizer")
                   if getattr(model, n, None) is not None]
     for optimizer in optimizers:

@@ -9,8 +9,6 @@ A value network exposes two halves so that refinement is cheap:
 
 from __future__ import annotations
 
-import math
-
 import keras
 import tensorflow as tf
 
@@ -131,5 +129,117 @@ class MultiLabelMLP(keras.Model):
                 "weight_decay": self.weight_decay}
 
 
-def expected_input_size(shape) -> int:
-    return int(math.prod(int(s) for s in shape))
+# ----- segmentation ---------------------------------------------------------------------------
+def _conv(filters, stride, name, activation="relu", transpose=False, use_bias=True):
+    layer = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+    return layer(filters, 5, strides=stride, padding="same", activation=activation,
+                 use_bias=use_bias, name=name)
+
+
+class _ImageAndMaskStem(keras.layers.Layer):
+    """The first 5×5 convolution of a network on concat(x, y), split into its x and y parts.
+
+    conv(concat(x, y)) = conv_x(x) + conv_y(y): conv_x(x) is computed once per image
+    (`precompute`) and every refinement step only pays for conv_y(y).
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.image_part = _conv(filters, 1, "image_part", activation=None)
+        self.mask_part = _conv(filters, 1, "mask_part", activation=None, use_bias=False)
+
+    def precompute(self, x):
+        return self.image_part(x)
+
+    def score(self, context, y):
+        return tf.nn.relu(context + self.mask_part(y))
+
+
+@keras.saving.register_keras_serializable("tfsp")
+class FCN(keras.Model):
+    """The segmentation FCN of the DVN/LDRSP papers: three 5×5 convolutions (64, 128, 128
+    filters; strides 1, 2, 2) and two 5×5 deconvolutions back to full resolution, one logit
+    per class (per pixel). The FCN baseline, and LDRSP's inference network G."""
+
+    def __init__(self, num_classes: int, filters=(64, 128, 128), **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.filters = tuple(int(f) for f in filters)
+        f1, f2, f3 = self.filters
+        self.body = [_conv(f1, 1, "conv_1"), _conv(f2, 2, "conv_2"), _conv(f3, 2, "conv_3"),
+                     _conv(f1, 2, "deconv_1", transpose=True)]
+        self.logits = _conv(self.num_classes, 2, "deconv_2", activation=None, transpose=True)
+
+    def call(self, x, training=False):
+        h = x - 0.5
+        for layer in self.body:
+            h = layer(h)
+        return self.logits(h)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "filters": self.filters}
+
+
+@keras.saving.register_keras_serializable("tfsp")
+class ConvValueNet(ValueNetwork):
+    """DVN's segmentation value network: three 5×5 convolutions (64, 128, 128; strides 1, 2, 2)
+    on concat(x, y), two dense layers (384, 192) and one output logit (the estimated IoU after a
+    sigmoid); dropout 0.25 (keep 0.75) on the first dense layer."""
+
+    def __init__(self, filters=(64, 128, 128), dense=(384, 192), dropout: float = 0.25, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = tuple(int(f) for f in filters)
+        self.dense = tuple(int(d) for d in dense)
+        self.dropout = float(dropout)
+        self.stem = _ImageAndMaskStem(self.filters[0], name="stem")
+        self.convs = [_conv(self.filters[1], 2, "conv_2"), _conv(self.filters[2], 2, "conv_3")]
+        self.flatten = keras.layers.Flatten()
+        self.hidden = [keras.layers.Dense(d, activation="relu", name=f"dense_{i}")
+                       for i, d in enumerate(self.dense)]
+        self.dropout_layer = keras.layers.Dropout(self.dropout)
+        self.output_logit = keras.layers.Dense(1, name="value")
+
+    def precompute(self, x, training=False):
+        return self.stem.precompute(x - 0.5)
+
+    def score(self, context, y, training=False):
+        h = self.stem.score(context, y)
+        for layer in self.convs:
+            h = layer(h)
+        h = self.flatten(h)
+        for i, layer in enumerate(self.hidden):
+            h = layer(h)
+            if i == 0 and self.dropout:
+                h = self.dropout_layer(h, training=training)
+        return tf.squeeze(self.output_logit(h), -1)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "dense": self.dense,
+                "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable("tfsp")
+class PatchDiscriminator(ValueNetwork):
+    """LDRSP's PatchGAN-like discriminator: the FCN architecture on concat(x, y) with one output
+    channel, i.e. one logit per pixel (regressed to the per-pixel F1 oracle after a sigmoid)."""
+
+    def __init__(self, filters=(64, 128, 128), **kwargs):
+        super().__init__(**kwargs)
+        self.filters = tuple(int(f) for f in filters)
+        f1, f2, f3 = self.filters
+        self.stem = _ImageAndMaskStem(f1, name="stem")
+        self.body = [_conv(f2, 2, "conv_2"), _conv(f3, 2, "conv_3"),
+                     _conv(f1, 2, "deconv_1", transpose=True)]
+        self.logits = _conv(1, 2, "deconv_2", activation=None, transpose=True)
+
+    def precompute(self, x, training=False):
+        return self.stem.precompute(x - 0.5)
+
+    def score(self, context, y, training=False):
+        h = self.stem.score(context, y)
+        for layer in self.body:
+            h = layer(h)
+        return tf.squeeze(self.logits(h), -1)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}

@@ -36,6 +36,16 @@ def _intersection_union(y, y_true):
     return intersection, union
 
 
+def intersection(y, y_true):
+    """Per-example |y ∩ y*| = Σ min(y, y*)."""
+    return _intersection_union(y, y_true)[0]
+
+
+def union(y, y_true):
+    """Per-example |y ∪ y*| = Σ max(y, y*)."""
+    return _intersection_union(y, y_true)[1]
+
+
 def soft_f1(y, y_true):
     """Per-example F1 = 2|y ∩ y*| / (|y ∩ y*| + |y ∪ y*|) with min/max for ∩/∪.
 

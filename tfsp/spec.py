@@ -80,3 +80,16 @@ def multilabel_spec(name: str, num_features: int, num_labels: int,
                     oracle="f1", projection="clip",
                     metrics={"example_f1": example_f1_percent}, primary_metric="example_f1",
                     feature_mean=feature_mean, feature_std=feature_std)
+
+
+def mean_iou_percent(y_discrete, y_true):
+    return 100.0 * oracles.soft_iou(y_discrete, y_true)
+
+
+def binary_segmentation_spec(name: str, size: int, crop_size: Optional[int], crop_grid: int) -> TaskSpec:
+    """Foreground masks [size, size, 1]: mean IoU (per image) and global IoU (summed over the set)."""
+    return TaskSpec(name=name, input_shape=(size, size, 3), output_shape=(size, size, 1),
+                    oracle="iou", projection="clip",
+                    metrics={"mean_iou": mean_iou_percent},
+                    ratio_metrics={"global_iou": (oracles.intersection, oracles.union)},
+                    primary_metric="mean_iou", crop_size=crop_size, crop_grid=crop_grid)

@@ -32,8 +32,8 @@ class DVN(StructuredModel):
         self.value_net = value_net
         self.train_refine = train_refine or test_refine
         self.adversarial = adversarial
-        weights = {"inference": 1.0, "adversarial": 1.0, "ground_truth": 0.0, "stratified": 0.0}
-        weights.update(sample_weights or {})
+        weights = (dict(sample_weights) if sample_weights is not None
+                   else {"inference": 1.0, "adversarial": 1.0})
         unknown = set(weights) - set(SAMPLE_KINDS)
         if unknown:
             raise ValueError(f"unknown DVN sample kinds {sorted(unknown)}; valid: {SAMPLE_KINDS}")
