@@ -113,3 +113,14 @@ def test_bookmarks_task_runs_on_a_fixture(tmp_path):
     record = experiment.run(config, str(tmp_path / "run"), str(tmp_path / "bookmarks-dvn.json"), verbose=0)
     assert record["sizes"]["train"] + record["sizes"]["validation"] == round(0.66 * 120)
     assert (tmp_path / "bookmarks-dvn.json").exists()
+
+
+def test_final_epochs_on_train_and_validation(tiny_mulan, tmp_path):
+    arff, xml = tiny_mulan
+    config = config_lib.resolve("mlc", "feedforward", {
+        "data": {"arff": str(arff), "xml": str(xml)}, "epochs": 2, "final_epochs_on_all_training_data": 1})
+    record = experiment.run(config, str(tmp_path / "run"), None, verbose=0)
+    assert record["epochs_run"] == 3 and record["best_epoch"] is None
+    # Validation is monitored only while it is held out.
+    assert len(record["history"]["loss"]) == 3 and len(record["history"]["val_example_f1"]) == 2
+    assert tf.train.get_checkpoint_state(str(tmp_path / "run" / "checkpoints")).model_checkpoint_path.endswith("ckpt-3")

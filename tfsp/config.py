@@ -139,6 +139,8 @@ class ExperimentConfig:
     adversarial_weight: float = 1.0
     """LDRSP β_v: weight of adversarial samples in D's loss."""
     epochs: int = 10
+    final_epochs_on_all_training_data: int = 0
+    """After `epochs`, this many more on train ∪ validation (the published DVN schedule)."""
     seed: int = 0
     select_best: bool = True
     """Keep the weights of the epoch with the best validation metric."""

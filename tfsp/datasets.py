@@ -21,6 +21,8 @@ class TaskData:
     """Shuffled (seeded, reshuffled every epoch), batched training pipeline."""
     validation: Optional[tf.data.Dataset]
     test: tf.data.Dataset
+    train_and_validation: Optional[tf.data.Dataset]
+    """Training pipeline over train ∪ validation (for the final epochs of some schedules)."""
     sizes: Dict[str, int]
     split: str
     """How the splits were made, in words (goes into results JSON)."""
@@ -66,11 +68,13 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
     spec = multilabel_spec(name, x.shape[1], y.shape[1], feature_mean=mean, feature_std=std)
     validation = (_batched((x[val_idx], y[val_idx]), config.eval_batch_size)
                   if len(val_idx) else None)
+    all_train = np.concatenate([train_idx, val_idx])
     return TaskData(
         spec=spec,
         train=_batched((x[train_idx], y[train_idx]), config.batch_size, shuffle_seed=seed),
         validation=validation,
         test=_batched((x[test_idx], y[test_idx]), config.eval_batch_size),
+        train_and_validation=_batched((x[all_train], y[all_train]), config.batch_size, shuffle_seed=seed),
         sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)},
         split=split, source=f"{arff_path} + {xml_path}")
 
@@ -90,7 +94,8 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
     spec = binary_segmentation_spec("horses", config.image_size, crop, config.crop_grid)
 
     def part(name, training):
-        idx = split[name]
+        idx = split[name] if name != "train_and_validation" else np.concatenate(
+            [split["train"], split["validation"]])
         return segmentation_dataset(data.images[idx], data.labels[idx],
                                     config.batch_size if training else config.eval_batch_size,
                                     training=training, crop_size=crop, flip=config.flip and training,
@@ -102,7 +107,7 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
                    f"independently to {config.image_size}x{config.image_size}")
     return TaskData(spec=spec, train=part("train", True),
                     validation=part("validation", False) if len(split["validation"]) else None,
-                    test=part("test", False),
+                    test=part("test", False), train_and_validation=part("train_and_validation", True),
                     sizes={k: len(v) for k, v in split.items()}, split=description, source=data.source)
 
 

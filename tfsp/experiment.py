@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfsp import oracles, results
+from tfsp import oracles, results, summaries
 from tfsp.config import ExperimentConfig, NetworkConfig, OptimizerConfig
 from tfsp.datasets import TaskData, build_task_data
 from tfsp.methods import DVN, LDRSP, AdversarialConfig, FeedForward, StructuredModel
@@ -301,10 +301,26 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
                  keras.callbacks.TensorBoard(log_dir=str(model_dir / "logs"), update_freq="epoch")]
     if best is not None:
         callbacks.append(best)
+    if data.spec.crop_size and data.validation is not None:
+        images, truths = next(iter(data.validation.unbatch().batch(4)))
+        callbacks.append(summaries.RefinementImages(model_dir / "logs", images.numpy(), truths.numpy(),
+                                                    every=max(1, config.epochs // 20)))
 
     train_started = time.time()
     history = model.fit(data.train, validation_data=data.validation, epochs=config.epochs, shuffle=False,
-                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+                        initial_epoch=min(initial_epoch, config.epochs), callbacks=callbacks, verbose=verbose)
+    history_log = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    epochs_run = len(history.epoch)
+    if config.final_epochs_on_all_training_data and not nan_guard.failure:
+        # The validation rows join training now, so model selection stops here.
+        callbacks = [c for c in callbacks if c is not best]
+        more = model.fit(data.train_and_validation, epochs=config.epochs + config.final_epochs_on_all_training_data,
+                         shuffle=False, initial_epoch=max(initial_epoch, config.epochs), callbacks=callbacks,
+                         verbose=verbose)
+        for k, vs in more.history.items():
+            history_log.setdefault(k, []).extend(float(v) for v in vs)
+        epochs_run += len(more.epoch)
+        best = None
     train_seconds = time.time() - train_started
     if nan_guard.failure:
         raise TrainingDiverged(
@@ -316,10 +332,10 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
     record = _test_record(config, data, model, step_curve_steps)
     record.update({
         "train_seconds": round(train_seconds, 2),
-        "epochs_run": len(history.epoch),
+        "epochs_run": epochs_run,
         "initial_epoch": initial_epoch,
         "best_epoch": best.best_epoch if best is not None else None,
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "history": history_log,
         "wall_seconds": round(time.time() - started, 2),
     })
     if results_path:
