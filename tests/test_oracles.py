@@ -70,9 +70,11 @@ def test_binary_mask_per_position_f1_is_correctness():
 
 def test_binarize():
     y = tf.constant([[0.2, 0.5, 0.9]])
-    np.testing.assert_array_equal(oracles.binarize(y).numpy(), [[0, 1, 1]])
+    np.testing.assert_array_equal(oracles.binarize(y, multiclass=False).numpy(), [[0, 1, 1]])
+    # A stack of label vectors (e.g. a refinement trajectory [T, B, L]) is thresholded too.
+    np.testing.assert_array_equal(oracles.binarize(tf.stack([y, y]), multiclass=False).numpy(), [[[0, 1, 1]]] * 2)
     probs = tf.constant([[[[0.2, 0.5, 0.3]]]])
-    np.testing.assert_array_equal(oracles.binarize(probs).numpy(), [[[[0, 1, 0]]]])
+    np.testing.assert_array_equal(oracles.binarize(probs, multiclass=True).numpy(), [[[[0, 1, 0]]]])
 
 
 def test_unknown_oracle_lists_valid_names():

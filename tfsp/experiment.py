@@ -217,7 +217,8 @@ def step_curve(model: StructuredModel, dataset, steps: int) -> Dict[str, list]:
     def batch_sums(x, y_true):
         trajectory = model.infer(x, return_trajectory=True)["trajectory"]  # [T+1, B, ...]
         t, b = tf.shape(trajectory)[0], tf.shape(trajectory)[1]
-        flat = tf.reshape(oracles.binarize(trajectory), tf.concat([[t * b], tf.shape(trajectory)[2:]], 0))
+        flat = oracles.binarize(tf.reshape(trajectory, tf.concat([[t * b], tf.shape(trajectory)[2:]], 0)),
+                                spec.multiclass)
         truth = tf.repeat(y_true[tf.newaxis], t, axis=0)
         truth = tf.reshape(truth, tf.shape(flat))
         sums = {name: tf.reduce_sum(tf.reshape(fn(flat, truth), [t, b]), axis=1)

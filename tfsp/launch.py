@@ -8,7 +8,11 @@ same command resumes from the last finished epoch.
 
 from __future__ import annotations
 
+import os
 import sys
+
+# TensorFlow's C++ start-up chatter hides the launcher's own output; TF_CPP_MIN_LOG_LEVEL=0 restores it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
@@ -32,6 +36,8 @@ flags.DEFINE_float("refine_step_size", None, "Test-time refinement step size η.
 flags.DEFINE_integer("seed", None, "Random seed (weights, shuffling, sampling).")
 flags.DEFINE_bool("deterministic", None, "Enable TF op determinism (exact reruns, slower).")
 flags.DEFINE_integer("step_curve", 0, "If > 0: also record the test metric after each refinement step 0..N.")
+flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
+                  "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch, auto = 1.")
 flags.DEFINE_multi_string("set", [], "Any config field, e.g. --set data.validation_fraction=0.1 "
                           "--set value_net.hidden=[300].")
 
@@ -90,7 +96,9 @@ def main(argv):
     results_path = f"{FLAGS.results_dir}/{name}.json" if FLAGS.results_dir else None
     try:
         if FLAGS.mode == "train":
-            record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve)
+            verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+            record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
+                                    verbose=verbose)
         else:
             record = experiment.evaluate_saved(config, model_dir, results_path,
                                                step_curve_steps=FLAGS.step_curve)

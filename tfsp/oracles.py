@@ -118,9 +118,10 @@ def get_oracle(name: str):
         raise ValueError(f"unknown oracle {name!r}; valid: {sorted(ORACLES)}") from None
 
 
-def binarize(y, threshold: float = 0.5):
-    """Discrete labels from a relaxed output: threshold one channel, one-hot the arg-max of several."""
+def binarize(y, multiclass: bool, threshold: float = 0.5):
+    """Discrete labels from a relaxed output: one-hot arg-max over the last axis for class
+    distributions (multiclass), otherwise every element thresholded."""
     y = tf.convert_to_tensor(y)
-    if y.shape[-1] is not None and y.shape[-1] > 1 and y.shape.rank > 2:
+    if multiclass:
         return tf.one_hot(tf.argmax(y, axis=-1), y.shape[-1], dtype=y.dtype)
     return tf.cast(y >= threshold, y.dtype)

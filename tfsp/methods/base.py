@@ -227,7 +227,7 @@ class StructuredModel(keras.Model):
         if "y_inference_net" in outputs:
             kinds["inference_net_"] = outputs["y_inference_net"]
         for prefix, y in kinds.items():
-            y_discrete = oracles.binarize(y)
+            y_discrete = oracles.binarize(y, self.spec.multiclass)
             for name, fn in self.spec.metrics.items():
                 self.eval_trackers[prefix + name].update_state(fn(y_discrete, y_true))
             for name, (numerator, denominator) in self.spec.ratio_metrics.items():
@@ -242,7 +242,7 @@ class StructuredModel(keras.Model):
     def predict_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         outputs = self.infer(x)
-        outputs["labels"] = oracles.binarize(outputs["y"])
+        outputs["labels"] = oracles.binarize(outputs["y"], self.spec.multiclass)
         return outputs
 
     # ----- helpers shared by the sampling methods --------------------------------------------
