@@ -25,7 +25,7 @@ def test_launch_end_to_end_on_tiny_arff(tiny_mulan, tmp_path):
     arff, xml = tiny_mulan
     proc = launch("--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
                   f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
-                  "--epochs=2", "--step_curve=4", cwd=tmp_path)
+                  "--epochs=2", "--step_curve=4", "--refine_steps=4", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "results" / "mlc-ldrsp.json").read_text())
     for key in ("task", "method", "metrics", "metrics_inference_net", "seed", "split", "config",
@@ -33,6 +33,10 @@ def test_launch_end_to_end_on_tiny_arff(tiny_mulan, tmp_path):
         assert key in record, key
     assert 0 <= record["metrics"]["example_f1"] <= 100
     assert len(record["step_curve"]["example_f1"]) == 5
+    # The curve agrees with the evaluation at the configured number of steps, and with G alone at step 0.
+    assert record["step_curve"]["example_f1"][4] == pytest.approx(record["metrics"]["example_f1"], abs=1e-3)
+    assert record["step_curve"]["example_f1"][0] == pytest.approx(
+        record["metrics_inference_net"]["example_f1"], abs=1e-3)
     assert list((tmp_path / "run" / "checkpoints").glob("ckpt-2.index"))
     events = list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
     assert events, "no TensorBoard event files"
