@@ -1,0 +1,93 @@
+"""Qualitative grids of test predictions, like the papers' figures.
+
+    python -m tfsp.figures --task=horses --data_dir=... \
+        --run=fcn:runs/horses-fcn --run=ldrsp:runs/horses-ldrsp --steps=0,5,10,30 \
+        --output=results/horses-qualitative.png
+
+Columns: the image, the ground truth, then for each --run its prediction; for the last
+run (the refining method) its prediction after each of --steps refinement steps.
+Each run directory must hold a finished run (its config.json and final weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("task", None, "Task of the runs (for the data).")
+flags.DEFINE_string("data_dir", None, "Data folder (default: the runs' own).")
+flags.DEFINE_multi_string("run", [], "label:model_dir of a finished run; the last one is shown along its refinement.")
+flags.DEFINE_list("steps", ["0", "5", "10", "30"], "Refinement steps shown for the last run.")
+flags.DEFINE_integer("examples", 6, "Test examples (rows).")
+flags.DEFINE_string("output", None, "PNG file to write.")
+
+
+def _load_run(model_dir, data_dir):
+    from tfsp import config as config_lib
+    from tfsp import experiment
+
+    with open(Path(model_dir) / "config.json") as f:
+        saved = json.load(f)
+    config = config_lib.merge_into(config_lib.ExperimentConfig(), saved, str(Path(model_dir) / "config.json"))
+    if data_dir:
+        config.data.data_dir = data_dir
+    return experiment.restore(config, model_dir)
+
+
+def main(argv):
+    del argv
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from tfsp.summaries import colour
+
+    if not FLAGS.run or not FLAGS.output:
+        raise app.UsageError("--run (at least one) and --output are required")
+    steps = [int(s) for s in FLAGS.steps]
+    columns, titles = [], []
+    images = truths = None
+    for i, item in enumerate(FLAGS.run):
+        label, model_dir = item.split(":", 1)
+        data, model = _load_run(model_dir, FLAGS.data_dir)
+        x, y = next(iter(data.test.unbatch().batch(FLAGS.examples)))
+        if images is None:
+            images, truths = x.numpy(), y.numpy()
+            columns += [images, colour(truths)]
+            titles += ["image", "ground truth"]
+        last = i == len(FLAGS.run) - 1
+        if last and "value" in model.infer(x[:1]):  # the last run refines: show its trajectory
+            model.test_refine = dataclasses.replace(model.test_refine, steps=max(steps), tolerance=0.0)
+            trajectory = model.infer(x, return_trajectory=True)["trajectory"].numpy()
+            for s in steps:
+                columns.append(colour(trajectory[min(s, len(trajectory) - 1)]))
+                titles.append(f"{label} step {s}")
+        else:
+            columns.append(colour(model.infer(x)["y"].numpy()))
+            titles.append(label)
+    rows, cols = len(images), len(columns)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            axes[r, c].imshow(np.clip(columns[c][r], 0, 1), interpolation="nearest")
+            axes[r, c].axis("off")
+            if r == 0:
+                axes[r, c].set_title(titles[c], fontsize=7)
+    fig.tight_layout()
+    tmp = FLAGS.output + ".tmp.png"
+    Path(FLAGS.output).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, FLAGS.output)
+    print(f"wrote {FLAGS.output}")
+
+
+if __name__ == "__main__":
+    app.run(main)
