@@ -141,6 +141,8 @@ class ExperimentConfig:
     epochs: int = 10
     final_epochs_on_all_training_data: int = 0
     """After `epochs`, this many more on train ∪ validation (the published DVN schedule)."""
+    validation_every: int = 1
+    """Evaluate on the validation split every this many epochs (refinement makes it costly)."""
     seed: int = 0
     select_best: bool = True
     """Keep the weights of the epoch with the best validation metric."""

@@ -257,6 +257,8 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
     """Test metrics (final prediction and G alone) plus everything needed to reproduce them."""
     eval_started = time.time()
     test_metrics = evaluate(model, data.test)
+    if data.full_resolution_eval is not None:  # e.g. LFW at 250x250; G-alone keys carry the prefix too
+        test_metrics.update(data.full_resolution_eval(model))
     logging.info("test metrics: %s", test_metrics)
     prefix = "inference_net_"
     record: Dict[str, Any] = {
@@ -308,7 +310,8 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
                                                     every=max(1, config.epochs // 20)))
 
     train_started = time.time()
-    history = model.fit(data.train, validation_data=data.validation, epochs=config.epochs, shuffle=False,
+    history = model.fit(data.train, validation_data=data.validation, validation_freq=config.validation_every,
+                        epochs=config.epochs, shuffle=False,
                         initial_epoch=min(initial_epoch, config.epochs), callbacks=callbacks, verbose=verbose)
     history_log = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     epochs_run = len(history.epoch)
