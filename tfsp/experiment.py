@@ -253,7 +253,7 @@ def _setup(config: ExperimentConfig):
 
 
 def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel,
-                 step_curve_steps: int) -> Dict[str, Any]:
+                 step_curve_steps: int, git_rev: str) -> Dict[str, Any]:
     """Test metrics (final prediction and G alone) plus everything needed to reproduce them."""
     eval_started = time.time()
     test_metrics = evaluate(model, data.test)
@@ -275,7 +275,7 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "sizes": data.sizes,
         "data": data.source,
         "config": config.to_dict(),
-        "git_rev": results.git_revision(),
+        "git_rev": git_rev,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "eval_seconds": round(time.time() - eval_started, 2),
         "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__},
@@ -290,6 +290,7 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
     """Trains and evaluates; writes TensorBoard logs, a checkpoint per epoch and the final
     (selected) weights under model_dir and, when results_path is given, the results JSON."""
     started = time.time()
+    git_rev = results.git_revision()  # of the code that starts running, not of HEAD when it ends
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     results.write_json(model_dir / "config.json", config.to_dict())
@@ -333,7 +334,7 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
             "Lower the learning rate or the refinement step size and rerun.")
     tf.train.Checkpoint(model=model).write(str(model_dir / FINAL_WEIGHTS))
 
-    record = _test_record(config, data, model, step_curve_steps)
+    record = _test_record(config, data, model, step_curve_steps, git_rev)
     record.update({
         "train_seconds": round(train_seconds, 2),
         "epochs_run": epochs_run,
@@ -365,8 +366,9 @@ def restore(config: ExperimentConfig, model_dir: str):
 def evaluate_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
                    step_curve_steps: int = 0) -> Dict[str, Any]:
     """Re-evaluates trained weights, e.g. with other refinement settings (--mode=evaluate)."""
+    git_rev = results.git_revision()
     data, model = restore(config, model_dir)
-    record = _test_record(config, data, model, step_curve_steps)
+    record = _test_record(config, data, model, step_curve_steps, git_rev)
     record["evaluated_from"] = str(model_dir)
     if results_path:
         results.write_json(results_path, record)
