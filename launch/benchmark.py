@@ -118,7 +118,8 @@ def main(argv):
         "reference": "published DVN code: ~11 ms per Bibtex test example (20 steps, one example per session call) on this 2-core machine",
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "git_rev": results.git_revision(),
-        "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__},
+        "machine": {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
+                    "tensorflow": tf.__version__, "keras": keras.__version__},
     }
     results.write_json(FLAGS.output, record)
     print(f"wrote {FLAGS.output}")

@@ -278,7 +278,8 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "git_rev": git_rev,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "eval_seconds": round(time.time() - eval_started, 2),
-        "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__},
+        "machine": {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
+                    "tensorflow": tf.__version__, "keras": keras.__version__},
     })
     if step_curve_steps:
         record["step_curve"] = step_curve(model, data.test, step_curve_steps)

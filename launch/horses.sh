@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Reproduces results/horses-*.json and the horse figures: FCN, DVN and LDRSP on the
+# Weizmann horses at 32x32 (seeded 200/28/100 split), with IoU after each refinement step.
+#
+#   DATA=/path/to/folder/with/weizmann_horse_db bash launch/horses.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-${TFSP_DATA_DIR:-../shared/data}}
+RUNS=${RUNS:-runs}
+SEEDS=${SEEDS:-0}
+
+for seed in $SEEDS; do
+  suffix=""; [ "$seed" != 0 ] && suffix="-seed$seed"
+  for method in fcn ldrsp dvn; do
+    curve=""; [ "$method" != fcn ] && curve="--step_curve=30"
+    python -m tfsp.launch --task=horses --method=$method --data_dir="$DATA" --seed="$seed" \
+      --model_dir="$RUNS/horses-$method$suffix" --results_suffix="$suffix" --verbose=2 $curve
+  done
+done
+python -m tfsp.figures --data_dir="$DATA" --run=fcn:"$RUNS/horses-fcn" --run=ldrsp:"$RUNS/horses-ldrsp" \
+  --steps=0,5,10,30 --output=results/horses-qualitative.png
+python -m tfsp.report --results_dir=results --readme=README.md
