@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from tfsp.config import DATA_DIR_ENV, DataConfig
 from tfsp.data.errors import DataError
-from tfsp.spec import TaskSpec, binary_segmentation_spec, multilabel_spec
+from tfsp.spec import TaskSpec, binary_segmentation_spec, multiclass_segmentation_spec, multilabel_spec
+
+if TYPE_CHECKING:
+    from tfsp.methods import StructuredModel
 
 
 @dataclasses.dataclass
@@ -27,6 +30,9 @@ class TaskData:
     split: str
     """How the splits were made, in words (goes into results JSON)."""
     source: str
+    full_resolution_eval: Optional[Callable[["StructuredModel"], Dict[str, float]]] = None
+    """Optional: scores a trained model on the test split at the labels' original resolution
+    (e.g. LFW at 250x250); returns metric name -> value, G-alone metrics prefixed inference_net_."""
 
 
 def resolve_data_dir(config: DataConfig) -> Optional[str]:
@@ -111,9 +117,76 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
                     sizes={k: len(v) for k, v in split.items()}, split=description, source=data.source)
 
 
+def lfw_full_resolution_eval(test, batch_size: int) -> Callable[["StructuredModel"], Dict[str, float]]:
+    """Test-set scoring at the labels' full resolution (250x250 for LFW), as the LFW papers do.
+
+    `test` is a `tfsp.data.lfw.LfwPartsData`. The returned function runs `model.predict` on the
+    working-resolution test images, upsamples the class probabilities bilinearly to the size of
+    `labels_full` and takes the arg-max (`tfsp.data.lfw.class_maps_from_scores`). It returns
+    pixel_accuracy_250 (percent of pixels, pooled over the test set) and, when superpixel maps
+    and labels were loaded, superpixel_accuracy (percent of superpixels,
+    `tfsp.data.lfw.superpixel_accuracy`), for the final prediction and, with the
+    inference_net_ prefix, for G alone when the model has a G.
+    """
+    from tfsp.data import lfw
+
+    full_size = test.labels_full.shape[1:]
+    superpixels = test.superpixels is not None and test.superpixel_labels is not None
+
+    def evaluate(model) -> Dict[str, float]:
+        outputs = model.predict(test.images, batch_size=batch_size, verbose=0)
+        metrics = {}
+        for key, prefix in (("y", ""), ("y_inference_net", "inference_net_")):
+            if key not in outputs:
+                continue
+            class_maps = lfw.class_maps_from_scores(outputs[key], full_size)
+            metrics[prefix + "pixel_accuracy_250"] = 100.0 * lfw.pixel_accuracy(class_maps, test.labels_full)
+            if superpixels:
+                metrics[prefix + "superpixel_accuracy"] = 100.0 * lfw.superpixel_accuracy(
+                    class_maps, test.superpixels, test.superpixel_labels)
+        return metrics
+
+    return evaluate
+
+
+def build_lfw(config: DataConfig, seed: int) -> TaskData:
+    from tfsp.data import lfw
+    from tfsp.data.images import segmentation_dataset
+
+    data_dir = resolve_data_dir(config)
+    if data_dir is None:
+        raise DataError("the lfw task needs --data_dir (or $TFSP_DATA_DIR): the lfw_parts folder or "
+                        "a parent holding lfw_parts/; " + lfw._LAYOUT)
+    size = config.image_size
+    splits = {name: lfw.load_lfw_parts(data_dir, size=size, split=name, superpixels=name == "test")
+              for name in lfw.SPLITS}
+    crop = config.crop_size or None
+    spec = multiclass_segmentation_spec("lfw", size, lfw.NUM_CLASSES, crop, config.crop_grid)
+
+    def pipeline(parts, training):
+        images = np.concatenate([splits[p].images for p in parts])
+        labels = np.concatenate([splits[p].labels for p in parts])
+        return segmentation_dataset(images, labels, config.batch_size if training else config.eval_batch_size,
+                                    training=training, crop_size=crop, flip=config.flip and training,
+                                    seed=seed)
+
+    test = splits["test"]
+    height, width = test.labels_full.shape[1:]
+    description = (f"the official LFW Part Labels lists parts_train.txt / parts_validation.txt / "
+                   f"parts_test.txt ({', '.join(str(len(splits[s])) for s in lfw.SPLITS)} images); "
+                   f"images and labels resized to {size}x{size} (labels: each class's antialiased "
+                   f"bilinear share, arg-max); test also scored at {height}x{width} against the "
+                   f"original labels (predicted class probabilities upsampled bilinearly, arg-max)")
+    return TaskData(spec=spec, train=pipeline(["train"], True), validation=pipeline(["validation"], False),
+                    test=pipeline(["test"], False), train_and_validation=pipeline(["train", "validation"], True),
+                    sizes={s: len(d) for s, d in splits.items()}, split=description, source=test.source,
+                    full_resolution_eval=lfw_full_resolution_eval(test, config.eval_batch_size))
+
+
 BUILDERS: Dict[str, Callable[[DataConfig, int], TaskData]] = {
     "mulan": build_mulan,
     "horses": build_horses,
+    "lfw": build_lfw,
 }
 
 

@@ -93,3 +93,17 @@ def binary_segmentation_spec(name: str, size: int, crop_size: Optional[int], cro
                     metrics={"mean_iou": mean_iou_percent},
                     ratio_metrics={"global_iou": (oracles.intersection, oracles.union)},
                     primary_metric="mean_iou", crop_size=crop_size, crop_grid=crop_grid)
+
+
+def pixel_accuracy_percent(y_discrete, y_true):
+    return 100.0 * oracles.pixel_accuracy(y_discrete, y_true)
+
+
+def multiclass_segmentation_spec(name: str, size: int, num_classes: int, crop_size: Optional[int],
+                                 crop_grid: int) -> TaskSpec:
+    """Class probabilities [size, size, num_classes] on the simplex per pixel: pixel accuracy
+    (per image, arg-max vs arg-max, at this working resolution)."""
+    return TaskSpec(name=name, input_shape=(size, size, 3), output_shape=(size, size, num_classes),
+                    oracle="per_position_f1", projection="simplex",
+                    metrics={"pixel_accuracy": pixel_accuracy_percent},
+                    primary_metric="pixel_accuracy", crop_size=crop_size, crop_grid=crop_grid)

@@ -1,0 +1,155 @@
+"""The LFW Part Labels task: 3-class spec, builder, full-resolution scoring, launcher end to end.
+
+Offline: the LFW tree (images, PPM labels, superpixel files) is written into tmp_path by
+the loader tests' helper `_lfw_tree` (tests/test_images_data.py).
+"""
+
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tfsp import config as config_lib
+from tfsp import experiment
+from tfsp.config import DataConfig
+from tfsp.data.errors import DataError
+from tfsp.data.lfw import load_lfw_parts, superpixel_labels_from_pixels
+from tfsp.datasets import build_task_data, lfw_full_resolution_eval
+from tfsp.spec import multiclass_segmentation_spec
+from test_images_data import _brute_superpixel_accuracy, _lfw_tree
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+SMALL = {"inference_net": {"filters": [4, 8, 8]}, "value_net": {"filters": [4, 8, 8], "dense": [16, 8]}}
+
+
+def test_lfw_launch_end_to_end(tmp_path):
+    # 40x40 stands in for LFW's 250x250 (the full-resolution metric keeps its name).
+    lfw, _, _ = _lfw_tree(tmp_path / "data", size=40, superpixels=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfsp.launch", "--task=lfw", f"--data_dir={lfw}", "--epochs=1",
+         f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
+         "--set", "inference_net.filters=[4,8,8]", "--set", "value_net.filters=[4,8,8]",
+         "--set", "test_refine.steps=2", "--set", "train_refine.steps=1", "--set", "data.crop_grid=2",
+         "--set", "validation_every=1"],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "lfw-ldrsp.json").read_text())
+    assert record["sizes"] == {"train": 2, "validation": 1, "test": 1}
+    assert "val_pixel_accuracy" in record["history"] and "val_inference_net_pixel_accuracy" in record["history"]
+    for key in ("metrics", "metrics_inference_net"):
+        assert set(record[key]) == {"pixel_accuracy", "pixel_accuracy_250", "superpixel_accuracy"}, record[key]
+        assert all(0 <= v <= 100 for v in record[key].values()), record[key]
+    assert "parts_train.txt" in record["split"] and "40x40" in record["split"]
+
+    # TensorBoard refinement images: colours of the 3 classes (red hair, green face, blue background).
+    images = []
+    for path in (tmp_path / "run" / "logs").rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            images += [v for v in event.summary.value if v.tag == "refinement"]
+    assert images, "no refinement image summary"
+    png = tf.make_ndarray(images[0].tensor)[2]
+    grid = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    truth = grid[:32, 32:64].reshape(-1, 3)  # first example, ground-truth column
+    for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255)):
+        assert (truth == colour).all(axis=1).any(), colour
+
+
+class Predictions:
+    """Stands in for a model: `predict` returns fixed outputs for the expected images."""
+
+    def __init__(self, images, outputs):
+        self.images, self.outputs = images, outputs
+
+    def predict(self, x, batch_size=None, verbose=0):
+        np.testing.assert_array_equal(x, self.images)
+        return self.outputs
+
+
+def bilinear_upsample(scores, height, width):
+    """tf.image.resize(method="bilinear") by hand: half-pixel centres, edges clamped."""
+    def axis(n_in, n_out):
+        position = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+        low = np.floor(position)
+        return (np.clip(low, 0, n_in - 1).astype(int), np.clip(low + 1, 0, n_in - 1).astype(int),
+                position - low)
+
+    y0, y1, wy = axis(scores.shape[1], height)
+    x0, x1, wx = axis(scores.shape[2], width)
+    s = scores.astype(np.float64)
+    rows = s[:, y0] * (1 - wy)[None, :, None, None] + s[:, y1] * wy[None, :, None, None]
+    return rows[:, :, x0] * (1 - wx)[None, None, :, None] + rows[:, :, x1] * wx[None, None, :, None]
+
+
+def test_full_resolution_eval_perfect_and_brute_force(tmp_path):
+    lfw, _, _ = _lfw_tree(tmp_path, size=40, superpixels=True)
+    # At the labels' own resolution a perfect prediction is exact: 100%.
+    data = load_lfw_parts(lfw, size=40, split="all")
+    data = dataclasses.replace(data, superpixel_labels=superpixel_labels_from_pixels(data.superpixels,
+                                                                                      data.labels_full))
+    perfect = np.eye(3, dtype=np.float32)[data.labels_full]
+    metrics = lfw_full_resolution_eval(data, 3)(Predictions(data.images, {"y": perfect}))
+    assert metrics == {"pixel_accuracy_250": 100.0, "superpixel_accuracy": 100.0}
+
+    # Random class probabilities at 32x32, scored at 40x40, against NumPy by hand.
+    data = load_lfw_parts(lfw, size=32, split="all")
+    rng = np.random.RandomState(0)
+    outputs = {kind: rng.dirichlet(np.ones(3), size=(4, 32, 32)).astype(np.float32)
+               for kind in ("y", "y_inference_net")}
+    metrics = lfw_full_resolution_eval(data, 3)(Predictions(data.images, outputs))
+    assert set(metrics) == {"pixel_accuracy_250", "superpixel_accuracy", "inference_net_pixel_accuracy_250",
+                            "inference_net_superpixel_accuracy"}
+    for kind, prefix in (("y", ""), ("y_inference_net", "inference_net_")):
+        classes = bilinear_upsample(outputs[kind], 40, 40).argmax(axis=-1)
+        assert metrics[prefix + "pixel_accuracy_250"] == pytest.approx(
+            100.0 * np.mean(classes == data.labels_full), abs=1e-9)
+        assert metrics[prefix + "superpixel_accuracy"] == pytest.approx(
+            100.0 * _brute_superpixel_accuracy(classes, data.superpixels, data.superpixel_labels), abs=1e-9)
+    assert metrics["pixel_accuracy_250"] != metrics["inference_net_pixel_accuracy_250"]
+
+    # Without superpixel files: pixel accuracy only.
+    plain = dataclasses.replace(data, superpixels=None, superpixel_labels=None)
+    assert set(lfw_full_resolution_eval(plain, 3)(Predictions(data.images, {"y": outputs["y"]}))) == {
+        "pixel_accuracy_250"}
+
+
+def test_build_lfw_splits_and_missing_data(tmp_path, monkeypatch):
+    lfw, _, _ = _lfw_tree(tmp_path, size=40)
+    data = build_task_data(DataConfig(loader="lfw", data_dir=str(lfw), batch_size=2, eval_batch_size=2))
+    assert data.sizes == {"train": 2, "validation": 1, "test": 1}
+    assert data.spec.output_shape == (32, 32, 3) and data.spec.projection == "simplex"
+    assert data.spec.primary_metric == "pixel_accuracy" and data.spec.oracle == "per_position_f1"
+    x, y = next(iter(data.train))
+    assert x.shape == (2, 24, 24, 3) and y.shape == (2, 24, 24, 3)
+    np.testing.assert_array_equal(tf.reduce_sum(y, -1), 1.0)
+    x, y = next(iter(data.test))
+    assert x.shape == (1, 32, 32, 3) and y.shape == (1, 32, 32, 3)
+    assert sum(int(b[0].shape[0]) for b in data.train_and_validation) == 3
+    assert data.full_resolution_eval is not None
+    monkeypatch.delenv("TFSP_DATA_DIR", raising=False)
+    with pytest.raises(DataError, match=r"--data_dir.*parts_lfw_funneled_gt_images.*vis-www"):
+        build_task_data(DataConfig(loader="lfw"))
+
+
+@pytest.mark.parametrize("method,crop_mode", [("dvn", "joint"), ("ldrsp", "average")])
+def test_refined_three_class_outputs_stay_on_the_simplex(method, crop_mode):
+    spec = multiclass_segmentation_spec("toy", 32, 3, crop_size=24, crop_grid=2)
+    config = config_lib.resolve("lfw", method, config_lib.deep_update(
+        dict(SMALL), {"crop_mode": crop_mode, "test_refine": {"steps": 5}}))
+    tf.keras.utils.set_random_seed(0)
+    model = experiment.build_method(config, spec, steps_per_epoch=1)
+    x = tf.constant(np.random.RandomState(0).rand(2, 32, 32, 3).astype(np.float32))
+    outputs = model.infer(x, return_trajectory=True)
+    assert outputs["trajectory"].shape == (6, 2, 32, 32, 3)
+    for y in (outputs["y"], outputs["trajectory"]):
+        y = y.numpy()
+        assert y.min() >= 0.0
+        np.testing.assert_allclose(y.sum(axis=-1), 1.0, atol=1e-5)
+    # The refinement moved the output (away from the start: uniform for DVN, G(x) for LDRSP).
+    assert np.abs(outputs["trajectory"][-1] - outputs["trajectory"][0]).max() > 1e-3
