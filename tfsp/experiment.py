@@ -276,7 +276,7 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "data": data.source,
         "config": config.to_dict(),
         "git_rev": git_rev,
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": results.command_line(sys.argv),
         "eval_seconds": round(time.time() - eval_started, 2),
         "machine": {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
                     "tensorflow": tf.__version__, "keras": keras.__version__},

@@ -64,8 +64,31 @@ def results_table(records: List[Dict]) -> str:
                 f"{', '.join('`' + g['_file'] + '`' for g in group)} |")
     commands = ["", "Commands that wrote them:", ""]
     for r in records:
-        commands.append(f"- `{r['_file']}`: `{r.get('command', '?')}` (git {r.get('git_rev', '?')[:12]})")
+        command = r.get("command", "?").split(" ", 1)
+        if command[0].endswith(("tfsp/launch.py", "tfsp/report.py")):  # results written before command_line()
+            command[0] = "python -m tfsp." + os.path.basename(command[0])[:-3]
+        commands.append(f"- `{r['_file']}`: `{' '.join(command)}` (git {r.get('git_rev', '?')[:12]})")
     return "\n".join(lines + commands)
+
+
+def benchmark_table(results_dir: str) -> str:
+    path = os.path.join(results_dir, "benchmark-bibtex.json")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        bench = json.load(f)
+    lines = ["", f"Refinement on Bibtex shapes (20 steps; `{bench['command']}`, load average "
+                 f"{bench['machine'].get('load_average_1_5_15min', '?')}):", "",
+             "| batch | compiled ms/example | XLA ms/example | eager loop ms/example | compiled ÷ eager |",
+             "|---|---|---|---|---|"]
+    for row in bench["refinement"]:
+        lines.append(f"| {row['batch_size']} | {row['compiled_ms_per_example']:.4f} | "
+                     f"{row['compiled_xla_ms_per_example']:.4f} | {row['eager_loop_ms_per_example']:.4f} | "
+                     f"{row['compiled_speedup_over_eager']:.1f}× |")
+    lines += ["", "| method | train ms/step (batch 20) | projected Bibtex schedule, s |", "|---|---|---|"]
+    for row in bench["train_step"]:
+        lines.append(f"| {row['method']} | {row['ms_per_step']:.1f} | {row['projected_train_seconds']:.0f} |")
+    return "\n".join(lines)
 
 
 def step_curve_figure(records: List[Dict], path: str) -> bool:
@@ -112,7 +135,11 @@ def update_readme(readme: str, table: str) -> None:
 def main(argv):
     del argv
     records = load_results(FLAGS.results_dir)
-    table = results_table(records)
+    table = results_table(records) + "\n" + benchmark_table(FLAGS.results_dir)
+    if os.path.exists(os.path.join(FLAGS.results_dir, "step_curves.png")) or FLAGS.figures:
+        table += "\n\n![metric after each refinement step](results/step_curves.png)"
+    if os.path.exists(os.path.join(FLAGS.results_dir, "horses-qualitative.png")):
+        table += "\n\n![horses: image, truth, FCN, LDRSP after 0/5/10/30 steps](results/horses-qualitative.png)"
     print(table)
     if FLAGS.figures:
         path = os.path.join(FLAGS.results_dir, "step_curves.png")

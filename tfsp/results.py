@@ -47,3 +47,12 @@ def write_json(path, content: Dict[str, Any]) -> None:
 def read_json(path) -> Dict[str, Any]:
     with open(path) as f:
         return json.load(f)
+
+
+def command_line(argv) -> str:
+    """The command as a user would type it: `python -m tfsp.launch ...` rather than the module's path."""
+    import shlex
+    argv = list(argv)
+    if argv and argv[0].endswith(("tfsp/launch.py", "tfsp/report.py", "tfsp/figures.py")):
+        argv[0] = "python -m tfsp." + Path(argv[0]).stem
+    return " ".join(shlex.quote(a) for a in argv)
