@@ -48,7 +48,7 @@ def main(argv):
     from tfsp import config as config_lib
     from tfsp import experiment, results
     from tfsp.networks import MultiLabelEnergy
-    from tfsp.refine import RefineConfig, ascent_step, compiled_refine, project, refine, value_and_gradient
+    from tfsp.refine import RefineConfig, ascent_step, project, refine, value_and_gradient
     from tfsp.spec import multilabel_spec
 
     keras.utils.set_random_seed(0)

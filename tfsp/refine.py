@@ -149,8 +149,7 @@ def refine(value_fn: ValueFn, y0: tf.Tensor, config: RefineConfig,
         cond = lambda i, y, moved: keep_going(i, y, moved, None)  # noqa: E731
     else:
         body, cond = step, keep_going
-    outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=steps,
-                            shape_invariants=None)
+    outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=steps)
     steps_taken, y = outputs[0], outputs[1]
     if trajectory is not None:
         trajectory = outputs[3]
