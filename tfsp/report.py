@@ -64,7 +64,7 @@ def results_table(records: List[Dict]) -> str:
                 f"{', '.join('`' + g['_file'] + '`' for g in group)} |")
     commands = ["", "Commands that wrote them:", ""]
     for r in records:
-        command = r.get("command", "?").split(" ", 1)
+        command = r.get("command", "?").replace("'python -m tfsp.launch'", "python -m tfsp.launch").split(" ", 1)
         if command[0].endswith(("tfsp/launch.py", "tfsp/report.py")):  # results written before command_line()
             command[0] = "python -m tfsp." + os.path.basename(command[0])[:-3]
         commands.append(f"- `{r['_file']}`: `{' '.join(command)}` (git {r.get('git_rev', '?')[:12]})")

@@ -53,6 +53,7 @@ def command_line(argv) -> str:
     """The command as a user would type it: `python -m tfsp.launch ...` rather than the module's path."""
     import shlex
     argv = list(argv)
+    program = shlex.quote(argv[0]) if argv else ""
     if argv and argv[0].endswith(("tfsp/launch.py", "tfsp/report.py", "tfsp/figures.py")):
-        argv[0] = "python -m tfsp." + Path(argv[0]).stem
-    return " ".join(shlex.quote(a) for a in argv)
+        program = "python -m tfsp." + Path(argv[0]).stem
+    return " ".join([program, *(shlex.quote(a) for a in argv[1:])])
