@@ -75,5 +75,5 @@ def test_dvn_refinement_improves_its_own_value():
     trajectory = outputs["trajectory"]
     assert trajectory.shape[0] == 11
     context = model.value_net.precompute(model.prepare_inputs(x))
-    value = model.value_fn(context)
+    value = model.value_map(context)
     assert float(tf.reduce_mean(value(trajectory[-1]))) > float(tf.reduce_mean(value(trajectory[0])))

@@ -124,9 +124,7 @@ def build(model: StructuredModel, spec: TaskSpec) -> None:
     if spec.crop_size:
         shape = (spec.crop_size, spec.crop_size, *shape[2:])
     model.infer(tf.zeros((2, *shape)))
-    optimizers = [getattr(model, n) for n in ("optimizer", "d_optimizer", "g_optimizer")
-                  if getattr(model, n, None) is not None]
-    for optimizer in optimizers:
+    for optimizer in model.optimizers().values():
         optimizer.build(model.trainable_variables)
 
 
@@ -160,11 +158,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def __init__(self, directory, model: StructuredModel, max_to_keep: int = 3):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-        trackables = {"model": model, "epochs_done": self.epoch}
-        for name in ("optimizer", "d_optimizer", "g_optimizer"):
-            if getattr(model, name, None) is not None:
-                trackables[name] = getattr(model, name)
-        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.checkpoint = tf.train.Checkpoint(model=model, epochs_done=self.epoch, **model.optimizers())
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=max_to_keep)
 
     def restore_latest(self) -> int:

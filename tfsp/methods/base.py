@@ -21,6 +21,13 @@ from tfsp.refine import RefineConfig, refine
 from tfsp.spec import TaskSpec
 
 
+def per_example_mean(values):
+    """[B] stays; [B, ...] per-position values are averaged per example."""
+    if values.shape.rank == 1:
+        return values
+    return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+
+
 class Standardize(keras.layers.Layer):
     """(x - mean) / std with the statistics stored as (non-trainable) weights.
 
@@ -122,8 +129,24 @@ class StructuredModel(keras.Model):
 
     def value_of(self, x, training=False):
         """The per-example value function y -> [B] to ascend at test time, with everything
-        that depends on x alone computed here, once; None if the method does not refine."""
-        return None
+        that depends on x alone computed here, once; None if the method does not refine.
+
+        Methods with a value network `self.value_net` ascend the mean of its sigmoid scores."""
+        value_net = getattr(self, "value_net", None)
+        if value_net is None:
+            return None
+        value_map = self.value_map(value_net.precompute(x, training=training), training=training)
+        return lambda y: per_example_mean(value_map(y))
+
+    def value_map(self, context, training=False):
+        """y -> D's sigmoid scores for precomputed x: one per example, or one per position
+        for a patch discriminator."""
+        return lambda y: tf.sigmoid(self.value_net.score(context, y, training=training))
+
+    def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:
+        """The method's optimizers by attribute name (one for most methods, two for LDRSP)."""
+        return {name: getattr(self, name) for name in ("optimizer", "d_optimizer", "g_optimizer")
+                if getattr(self, name, None) is not None}
 
     # ----- prediction --------------------------------------------------------------------------
     def _infer_whole(self, x, training, return_trajectory):

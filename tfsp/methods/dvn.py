@@ -43,19 +43,13 @@ class DVN(StructuredModel):
                                   + ["value_ground_truth"]
                                   + (["value_inference"] if "inference" in self.sample_weights else []))
 
-    def value_fn(self, context, training=False):
-        return lambda y: tf.sigmoid(self.value_net.score(context, y, training=training))
-
     def initial_output(self, x, training=False):
         return self.zeros_output(x), {}
-
-    def value_of(self, x, training=False):
-        return self.value_fn(self.value_net.precompute(x, training=training), training=training)
 
     def generate_samples(self, x, y_true):
         """{kind: y} for the enabled sample kinds, generated with the current D (no gradient to D)."""
         context = self.value_net.precompute(x)
-        value_fn = self.value_fn(context)
+        value_fn = self.value_map(context)
         zeros = self.zeros_output(x)
         samples = {}
         if "inference" in self.sample_weights:
@@ -95,7 +89,7 @@ class DVN(StructuredModel):
         self.track(loss=total)
         self.track(**{f"loss_{k}": v for k, v in losses.items()})
         self.track(**{f"oracle_{k}": tf.reduce_mean(v) for k, v in targets.items()})
-        value_fn = self.value_fn(context)
+        value_fn = self.value_map(context)
         self.track(value_ground_truth=tf.reduce_mean(value_fn(y_true)))
         if "inference" in samples:
             self.track(value_inference=tf.reduce_mean(value_fn(samples["inference"])))

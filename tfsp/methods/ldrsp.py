@@ -17,20 +17,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfsp.methods.base import AdversarialConfig, StructuredModel
+from tfsp.methods.base import AdversarialConfig, StructuredModel, per_example_mean
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
 
 
 def _half_squared_error(prediction, target):
     return 0.5 * tf.square(prediction - target)
-
-
-def per_example_mean(values):
-    """[B] stays; [B, ...] per-position values are averaged per example."""
-    if values.shape.rank == 1:
-        return values
-    return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
 
 
 class LDRSP(StructuredModel):
@@ -68,17 +61,9 @@ class LDRSP(StructuredModel):
     def prediction_kinds(self):
         return ("", "inference_net_")
 
-    def value_map(self, context, training=False):
-        """y -> D's sigmoid scores: one per example, or one per position for a patch discriminator."""
-        return lambda y: tf.sigmoid(self.value_net.score(context, y, training=training))
-
     def initial_output(self, x, training=False):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
         return y_g, {"y_inference_net": y_g}
-
-    def value_of(self, x, training=False):
-        value_map = self.value_map(self.value_net.precompute(x, training=training), training=training)
-        return lambda y: per_example_mean(value_map(y))
 
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
