@@ -303,6 +303,7 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
         images, truths = next(iter(data.validation.unbatch().batch(4)))
         callbacks.append(summaries.RefinementImages(model_dir / "logs", images.numpy(), truths.numpy(),
                                                     every=max(1, config.epochs // 20)))
+    callbacks += summaries.monitoring_callbacks(config, data, model_dir / "logs")
 
     train_started = time.time()
     history = model.fit(data.train, validation_data=data.validation, validation_freq=config.validation_every,
