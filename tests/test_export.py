@@ -116,3 +116,17 @@ def test_versions_count_up_and_ignore_other_folders(tmp_path):
     (tmp_path / "notes").mkdir()
     assert export.next_version(tmp_path) == 4
     assert export.next_version(tmp_path / "missing") == 1
+
+
+def test_a_method_without_refinement_exports_prediction_and_labels(tmp_path):
+    from tfsp.spec import multilabel_spec
+
+    spec = multilabel_spec("toy", 5, 3)
+    config = config_lib.resolve("mlc", "feedforward", {"inference_net": {"hidden": [4]}})
+    model = experiment.build_method(config, spec, steps_per_epoch=1)
+    loaded = tf.saved_model.load(str(export.export_saved_model(model, tmp_path)))
+    x = tf.constant(np.random.RandomState(0).rand(4, 5).astype(np.float32))
+    served = loaded.signatures["serving_default"](inputs=x)
+    assert set(served) == {"prediction", "labels"}
+    np.testing.assert_allclose(served["prediction"].numpy(), model.infer(x)["y"].numpy(), atol=1e-6)
+    assert not hasattr(loaded, "serve_uint8")

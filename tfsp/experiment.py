@@ -257,7 +257,7 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
     eval_started = time.time()
     test_metrics = evaluate(model, data.test, verbose=verbose)
     if data.full_resolution_eval is not None:  # e.g. LFW at 250x250; G-alone keys carry the prefix too
-        test_metrics.update(data.full_resolution_eval(model))
+        test_metrics.update(data.full_resolution_eval(model, verbose=verbose))
     logging.info("test metrics: %s", test_metrics)
     prefix = "inference_net_"
     record: Dict[str, Any] = {
