@@ -66,8 +66,11 @@ class ServingModule(tf.Module):
 
     def __init__(self, model: StructuredModel):
         super().__init__(name="tfsp_serving")
-        self.model = model
-        spec = model.spec
+        # Track the model's variables, not the model: the SavedModel then holds the networks'
+        # weights (and standardization statistics) but not the optimizers' slots.
+        self.model_variables = list(model.variables)
+        self._infer = lambda x: model.infer(x, training=False)  # a closure is not tracked
+        self.spec = spec = model.spec
         self.input_spec = tf.TensorSpec([None, *spec.input_shape], tf.float32, name="inputs")
         self.serve = tf.function(self._serve, input_signature=[self.input_spec])
         self.is_image = len(spec.input_shape) == 3 and spec.input_shape[-1] == 3
@@ -77,8 +80,8 @@ class ServingModule(tf.Module):
 
     def _outputs(self, inputs) -> Dict[str, tf.Tensor]:
         inputs = _check_shape(inputs, self.input_spec)
-        spec = self.model.spec
-        outputs = self.model.infer(inputs, training=False)
+        spec = self.spec
+        outputs = self._infer(inputs)
         result = {"prediction": tf.identity(outputs["y"], name="prediction"),
                   "labels": oracles.binarize(outputs["y"], spec.multiclass)}
         if "value" in outputs:
