@@ -32,7 +32,8 @@ class TaskData:
     source: str
     full_resolution_eval: Optional[Callable[["StructuredModel"], Dict[str, float]]] = None
     """Optional: scores a trained model on the test split at the labels' original resolution
-    (e.g. LFW at 250x250); returns metric name -> value, G-alone metrics prefixed inference_net_."""
+    (e.g. LFW at 250x250); returns metric name -> value, G-alone metrics prefixed inference_net_.
+    Takes an optional `verbose` (Keras progress of its predict)."""
 
 
 def resolve_data_dir(config: DataConfig) -> Optional[str]:
@@ -133,8 +134,8 @@ def lfw_full_resolution_eval(test, batch_size: int) -> Callable[["StructuredMode
     full_size = test.labels_full.shape[1:]
     superpixels = test.superpixels is not None and test.superpixel_labels is not None
 
-    def evaluate(model) -> Dict[str, float]:
-        outputs = model.predict(test.images, batch_size=batch_size, verbose=0)
+    def evaluate(model, verbose=0) -> Dict[str, float]:
+        outputs = model.predict(test.images, batch_size=batch_size, verbose=verbose)
         metrics = {}
         for key, prefix in (("y", ""), ("y_inference_net", "inference_net_")):
             if key not in outputs:

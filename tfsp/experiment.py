@@ -195,13 +195,14 @@ class BestWeights(keras.callbacks.Callback):
 
 
 # ----- evaluation ----------------------------------------------------------------------------
-def evaluate(model: StructuredModel, dataset) -> Dict[str, float]:
-    values = model.evaluate(dataset, verbose=0, return_dict=True)
+def evaluate(model: StructuredModel, dataset, verbose=0) -> Dict[str, float]:
+    values = model.evaluate(dataset, verbose=verbose, return_dict=True)
     return {k: float(v) for k, v in values.items()}
 
 
-def step_curve(model: StructuredModel, dataset, steps: int) -> Dict[str, list]:
-    """Each metric after every refinement step 0..steps (binarized predictions) over `dataset`."""
+def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[str, list]:
+    """Each metric after every refinement step 0..steps (binarized predictions) over `dataset`
+    (with a Keras progress bar over its batches at verbose=1, one line at 2)."""
     original = model.test_refine
     model.test_refine = dataclasses.replace(original, steps=steps, tolerance=0.0)
     spec = model.spec
@@ -220,11 +221,15 @@ def step_curve(model: StructuredModel, dataset, steps: int) -> Dict[str, list]:
 
     try:
         totals, count = None, 0
-        for x, y_true in dataset:
+        batches = int(dataset.cardinality().numpy())
+        progress = keras.utils.Progbar(batches if batches > 0 else None,
+                                       verbose=1 if verbose == "auto" else int(verbose))
+        for batch, (x, y_true) in enumerate(dataset):
             sums, b = batch_sums(x, tf.cast(y_true, tf.float32))
             sums = {k: v.numpy() for k, v in sums.items()}
             totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
             count += int(b)
+            progress.update(batch + 1)
     finally:
         model.test_refine = original
     curve = {"step": list(range(steps + 1))}
@@ -246,12 +251,13 @@ def _setup(config: ExperimentConfig):
 
 
 def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel,
-                 step_curve_steps: int, git_rev: str) -> Dict[str, Any]:
-    """Test metrics (final prediction and G alone) plus everything needed to reproduce them."""
+                 step_curve_steps: int, git_rev: str, verbose=0) -> Dict[str, Any]:
+    """Test metrics (final prediction and G alone) plus everything needed to reproduce them;
+    `verbose` as in Keras (progress bars at 1, one line at 2)."""
     eval_started = time.time()
-    test_metrics = evaluate(model, data.test)
+    test_metrics = evaluate(model, data.test, verbose=verbose)
     if data.full_resolution_eval is not None:  # e.g. LFW at 250x250; G-alone keys carry the prefix too
-        test_metrics.update(data.full_resolution_eval(model))
+        test_metrics.update(data.full_resolution_eval(model, verbose=verbose))
     logging.info("test metrics: %s", test_metrics)
     prefix = "inference_net_"
     record: Dict[str, Any] = {
@@ -275,7 +281,7 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
                     "tensorflow": tf.__version__, "keras": keras.__version__},
     })
     if step_curve_steps:
-        record["step_curve"] = step_curve(model, data.test, step_curve_steps)
+        record["step_curve"] = step_curve(model, data.test, step_curve_steps, verbose=verbose)
     return record
 
 
@@ -303,6 +309,7 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
         images, truths = next(iter(data.validation.unbatch().batch(4)))
         callbacks.append(summaries.RefinementImages(model_dir / "logs", images.numpy(), truths.numpy(),
                                                     every=max(1, config.epochs // 20)))
+    callbacks += summaries.monitoring_callbacks(config, data, model_dir / "logs")
 
     train_started = time.time()
     history = model.fit(data.train, validation_data=data.validation, validation_freq=config.validation_every,
@@ -328,7 +335,7 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
             "Lower the learning rate or the refinement step size and rerun.")
     tf.train.Checkpoint(model=model).write(str(model_dir / FINAL_WEIGHTS))
 
-    record = _test_record(config, data, model, step_curve_steps, git_rev)
+    record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose)
     record.update({
         "train_seconds": round(train_seconds, 2),
         "epochs_run": epochs_run,
@@ -358,11 +365,11 @@ def restore(config: ExperimentConfig, model_dir: str):
 
 
 def evaluate_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
-                   step_curve_steps: int = 0) -> Dict[str, Any]:
+                   step_curve_steps: int = 0, verbose=0) -> Dict[str, Any]:
     """Re-evaluates trained weights, e.g. with other refinement settings (--mode=evaluate)."""
     git_rev = results.git_revision()
     data, model = restore(config, model_dir)
-    record = _test_record(config, data, model, step_curve_steps, git_rev)
+    record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose)
     record["evaluated_from"] = str(model_dir)
     if results_path:
         results.write_json(results_path, record)

@@ -21,12 +21,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("task", None, "Task of the runs (for the data).")
-flags.DEFINE_string("data_dir", None, "Data folder (default: the runs' own).")
-flags.DEFINE_multi_string("run", [], "label:model_dir of a finished run; the last one is shown along its refinement.")
-flags.DEFINE_list("steps", ["0", "5", "10", "30"], "Refinement steps shown for the last run.")
-flags.DEFINE_integer("examples", 6, "Test examples (rows).")
-flags.DEFINE_string("output", None, "PNG file to write.")
+
+
+def _define_flags():
+    # Defined only when run as a program, so importing render_grid (tfsp.report) adds no flags.
+    flags.DEFINE_string("task", None, "Task of the runs (for the data).")
+    flags.DEFINE_string("data_dir", None, "Data folder (default: the runs' own).")
+    flags.DEFINE_multi_string("run", [], "label:model_dir of a finished run; the last one is shown along its refinement.")
+    flags.DEFINE_list("steps", ["0", "5", "10", "30"], "Refinement steps shown for the last run.")
+    flags.DEFINE_integer("examples", 6, "Test examples (rows).")
+    flags.DEFINE_string("output", None, "PNG file to write.")
 
 
 def _load_run(model_dir, data_dir):
@@ -41,8 +45,9 @@ def _load_run(model_dir, data_dir):
     return experiment.restore(config, model_dir)
 
 
-def main(argv):
-    del argv
+def render_grid(runs, output, steps=(0, 5, 10, 30), examples: int = 6, data_dir=None) -> str:
+    """Draws the grid for runs [(label, model_dir), ...] (the last one along its refinement) to
+    the PNG `output`, written atomically; returns output."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -50,20 +55,17 @@ def main(argv):
 
     from tfsp.summaries import colour
 
-    if not FLAGS.run or not FLAGS.output:
-        raise app.UsageError("--run (at least one) and --output are required")
-    steps = [int(s) for s in FLAGS.steps]
+    steps = [int(s) for s in steps]
     columns, titles = [], []
     images = truths = None
-    for i, item in enumerate(FLAGS.run):
-        label, model_dir = item.split(":", 1)
-        data, model = _load_run(model_dir, FLAGS.data_dir)
-        x, y = next(iter(data.test.unbatch().batch(FLAGS.examples)))
+    for i, (label, model_dir) in enumerate(runs):
+        data, model = _load_run(model_dir, data_dir)
+        x, y = next(iter(data.test.unbatch().batch(examples)))
         if images is None:
             images, truths = x.numpy(), y.numpy()
             columns += [images, colour(truths)]
             titles += ["image", "ground truth"]
-        last = i == len(FLAGS.run) - 1
+        last = i == len(runs) - 1
         if last and "value" in model.infer(x[:1]):  # the last run refines: show its trajectory
             model.test_refine = dataclasses.replace(model.test_refine, steps=max(steps), tolerance=0.0)
             trajectory = model.infer(x, return_trajectory=True)["trajectory"].numpy()
@@ -82,12 +84,23 @@ def main(argv):
             if r == 0:
                 axes[r, c].set_title(titles[c], fontsize=7)
     fig.tight_layout()
-    tmp = FLAGS.output + ".tmp.png"
-    Path(FLAGS.output).parent.mkdir(parents=True, exist_ok=True)
+    tmp = str(output) + ".tmp.png"
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(tmp, dpi=120)
-    os.replace(tmp, FLAGS.output)
+    plt.close(fig)
+    os.replace(tmp, output)
+    return str(output)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.run or not FLAGS.output:
+        raise app.UsageError("--run (at least one) and --output are required")
+    runs = [tuple(item.split(":", 1)) for item in FLAGS.run]
+    render_grid(runs, FLAGS.output, FLAGS.steps, FLAGS.examples, FLAGS.data_dir)
     print(f"wrote {FLAGS.output}")
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

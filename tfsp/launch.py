@@ -18,8 +18,9 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("mode", "train", ["train", "evaluate"],
-                  "train: train then evaluate; evaluate: evaluate the weights a run left in --model_dir.")
+flags.DEFINE_enum("mode", "train", ["train", "evaluate", "export"],
+                  "train: train then evaluate; evaluate: evaluate the weights a run left in --model_dir; "
+                  "export: write a SavedModel of them to --export_dir.")
 flags.DEFINE_string("task", None, "Task name (a file tasks/<task>.json) or a path to a task JSON file.")
 flags.DEFINE_string("method", None, "Method; default: the task's default_method.")
 flags.DEFINE_string("data_dir", None, "Folder with the dataset files (default: $TFSP_DATA_DIR).")
@@ -37,7 +38,10 @@ flags.DEFINE_integer("seed", None, "Random seed (weights, shuffling, sampling)."
 flags.DEFINE_bool("deterministic", None, "Enable TF op determinism (exact reruns, slower).")
 flags.DEFINE_integer("step_curve", 0, "If > 0: also record the test metric after each refinement step 0..N.")
 flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
-                  "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch, auto = 1.")
+                  "As in Keras: 0 silent; 1 progress bars (dataset preparation, training, evaluation); "
+                  "2 one line per epoch and per evaluation; auto = 1.")
+flags.DEFINE_string("export_dir", None, "If set: write a SavedModel for TF Serving to <export_dir>/<next version>/ "
+                    "after training (or, with --mode=export, from the weights in --model_dir).")
 flags.DEFINE_multi_string("set", [], "Any config field, e.g. --set data.validation_fraction=0.1 "
                           "--set value_net.hidden=[300].")
 
@@ -94,14 +98,19 @@ def main(argv):
     name = f"{config.task}-{config.method}{FLAGS.results_suffix}"
     model_dir = FLAGS.model_dir or f"runs/{name}"
     results_path = f"{FLAGS.results_dir}/{name}.json" if FLAGS.results_dir else None
+    verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+    from tfsp.data.images import set_progress_verbosity
+
+    set_progress_verbosity(verbose)  # dataset preparation; fit/evaluate take `verbose` directly
+    if FLAGS.mode == "export":
+        return export_saved(config, model_dir)
     try:
         if FLAGS.mode == "train":
-            verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
             record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
                                     verbose=verbose)
         else:
             record = experiment.evaluate_saved(config, model_dir, results_path,
-                                               step_curve_steps=FLAGS.step_curve)
+                                               step_curve_steps=FLAGS.step_curve, verbose=verbose)
     except (DataError, experiment.TrainingDiverged, FileNotFoundError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
@@ -111,6 +120,25 @@ def main(argv):
     print(f"{name}: {summary}" + (f" (train {record['train_seconds']} s)" if "train_seconds" in record else ""))
     if results_path:
         print(f"results: {results_path}")
+    if FLAGS.export_dir:
+        return export_saved(config, model_dir)
+    return 0
+
+
+def export_saved(config, model_dir) -> int:
+    """--export_dir / --mode=export: the SavedModel of the weights the run left in model_dir."""
+    from tfsp import export
+    from tfsp.data.errors import DataError
+
+    if not FLAGS.export_dir:
+        raise app.UsageError("--mode=export needs --export_dir")
+    try:
+        path = export.export_from_model_dir(config, model_dir, FLAGS.export_dir)
+    except (DataError, FileNotFoundError) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"exported: {path}")
     return 0
 
 

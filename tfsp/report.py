@@ -1,10 +1,14 @@
 """Renders committed results: a Markdown table (optionally into README) and PNG figures.
 
-    python -m tfsp.report --results_dir=results --readme=README.md
+    python -m tfsp.report --results_dir=results --readme=README.md [--qualitative]
 
 The table is built only from `results/*.json`, each row with the command that wrote
-it, so no number in the README is typed by hand. Figures: the metric after each
-refinement step for every result that recorded a `step_curve`.
+it, so no number in the README is typed by hand; it is printed and written to
+`results/results.md`. Figures (matplotlib, Agg), all in the results folder:
+  * curves-<task>.png: training loss terms and the validation metric per epoch ("history");
+  * step_curves.png: the metric after each refinement step ("step_curve");
+  * qualitative-<task>.png (--qualitative): test images, truth, each method's prediction and the
+    refining method along its refinement; needs the runs' model dirs and the data.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("results_dir", "results", "Folder of results/*.json.")
 flags.DEFINE_string("readme", None, "If set, replace the block between the results markers in this file.")
 flags.DEFINE_bool("figures", True, "Write PNG figures beside the results.")
+flags.DEFINE_bool("qualitative", False, "Also draw qualitative grids of the segmentation tasks from the "
+                  "runs' model dirs (--model_dir of each result's command; needs the data, see --qualitative_data_dir).")
+flags.DEFINE_string("qualitative_data_dir", None, "--qualitative: data folder (default: the runs' own).")
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -132,19 +139,137 @@ def update_readme(readme: str, table: str) -> None:
     atomic_write_text(readme, f"{head}{START}\n{table}\n{END}{tail}")
 
 
+def _save(fig, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _history_epochs(record: Dict, name: str, length: int) -> List[int]:
+    """The epoch numbers (1-based) of a history series: every epoch run for training terms; for
+    validation ("val_*") the epochs where Keras validated (every `validation_every`, while the
+    validation rows were held out)."""
+    first = int(record.get("initial_epoch") or 0)
+    run = list(range(first + 1, first + 1 + len(record["history"].get("loss", []))))
+    if name.startswith("val_"):
+        config = record.get("config", {})
+        every = int(config.get("validation_every", 1) or 1)
+        held_out = int(config.get("epochs", len(run)) or len(run))
+        validated = [e for e in run if e % every == 0 and e <= held_out]
+        if len(validated) == length:
+            return validated
+    return run[:length] if len(run) >= length else list(range(1, length + 1))
+
+
+def training_curves_figures(records: List[Dict], results_dir: str) -> List[str]:
+    """results_dir/curves-<task>.png: per method (first seed), its training loss terms and its
+    validation metric per epoch, from the results' "history"."""
+    with_history = [r for r in records if r.get("history")]
+    if not with_history:
+        return []
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_task = defaultdict(dict)
+    for r in sorted(with_history, key=lambda r: (r.get("seed", 0), r["_file"])):
+        by_task[r["task"]].setdefault(r["method"] + (f" {r['variant']}" if r.get("variant") else ""), r)
+    written = []
+    for task, methods in sorted(by_task.items()):
+        fig, axes = plt.subplots(2, len(methods), figsize=(4.5 * len(methods), 6.5), squeeze=False)
+        for column, (method, r) in enumerate(sorted(methods.items())):
+            history = r["history"]
+            losses = [k for k in history if not k.startswith("val_")
+                      and ("loss" in k or k.startswith(("d_", "g_", "cross_entropy")))]
+            for name in losses:
+                axes[0, column].plot(_history_epochs(r, name, len(history[name])), history[name], label=name)
+            axes[0, column].set_title(f"{task} {method}: training losses (seed {r.get('seed', '?')})", fontsize=9)
+            axes[0, column].set_xlabel("epoch")
+            axes[0, column].legend(fontsize=6)
+            for name in (k for k in history if k.startswith("val_")):
+                axes[1, column].plot(_history_epochs(r, name, len(history[name])), history[name],
+                                     marker=".", label=name[len("val_"):])
+            axes[1, column].set_title(f"{task} {method}: validation metrics (%)", fontsize=9)
+            axes[1, column].set_xlabel("epoch")
+            axes[1, column].legend(fontsize=6)
+            for ax in axes[:, column]:
+                ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = os.path.join(results_dir, f"curves-{task}.png")
+        _save(fig, path)
+        written.append(path)
+    return written
+
+
+def _model_dir_of(record: Dict) -> str:
+    import shlex
+
+    for arg in shlex.split(record.get("command", "")):
+        if arg.startswith("--model_dir="):
+            return arg.split("=", 1)[1]
+    return f"runs/{record['task']}-{record['method']}"
+
+
+def qualitative_figures(records: List[Dict], results_dir: str, data_dir=None) -> List[str]:
+    """results_dir/qualitative-<task>.png for each segmentation task (tfsp.figures.render_grid):
+    the seed-0 run of every method whose model dir is present, the refining methods last."""
+    from tfsp.figures import render_grid
+
+    by_task = defaultdict(dict)
+    for r in records:
+        is_segmentation = r.get("config", {}).get("data", {}).get("loader", "mulan") != "mulan"
+        model_dir = _model_dir_of(r)
+        if is_segmentation and r.get("seed", 0) == 0 and os.path.exists(os.path.join(model_dir, "config.json")):
+            by_task[r["task"]][r["method"]] = model_dir
+    written = []
+    for task, runs in sorted(by_task.items()):
+        order = sorted(runs, key=lambda m: (m != "fcn" and m != "feedforward", m))
+        path = os.path.join(results_dir, f"qualitative-{task}.png")
+        render_grid([(m, runs[m]) for m in order], path, examples=6, data_dir=data_dir)
+        written.append(path)
+    return written
+
+
+def figure_links(results_dir: str) -> str:
+    """Markdown image links to the figures present in results_dir (paths relative to the README)."""
+    links = []
+    names = sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []
+    for name in names:
+        if name.startswith("curves-") and name.endswith(".png"):
+            links.append(f"![{name[7:-4]}: training losses and validation metrics per epoch]({results_dir}/{name})")
+    if "step_curves.png" in names:
+        links.append(f"![metric after each refinement step]({results_dir}/step_curves.png)")
+    for name in names:
+        if name.startswith("qualitative-") and name.endswith(".png"):
+            links.append(f"![{name[12:-4]}: test images, ground truth, predictions along the refinement]"
+                         f"({results_dir}/{name})")
+    if "horses-qualitative.png" in names:
+        links.append(f"![horses: image, truth, FCN, LDRSP after 0/5/10/30 steps]({results_dir}/horses-qualitative.png)")
+    return "\n\n".join(links)
+
+
 def main(argv):
     del argv
     records = load_results(FLAGS.results_dir)
-    table = results_table(records) + "\n" + benchmark_table(FLAGS.results_dir)
-    if os.path.exists(os.path.join(FLAGS.results_dir, "step_curves.png")) or FLAGS.figures:
-        table += "\n\n![metric after each refinement step](results/step_curves.png)"
-    if os.path.exists(os.path.join(FLAGS.results_dir, "horses-qualitative.png")):
-        table += "\n\n![horses: image, truth, FCN, LDRSP after 0/5/10/30 steps](results/horses-qualitative.png)"
-    print(table)
+    written = []
     if FLAGS.figures:
         path = os.path.join(FLAGS.results_dir, "step_curves.png")
         if step_curve_figure(records, path):
-            print(f"wrote {path}")
+            written.append(path)
+        written += training_curves_figures(records, FLAGS.results_dir)
+    if FLAGS.qualitative:
+        written += qualitative_figures(records, FLAGS.results_dir, FLAGS.qualitative_data_dir)
+    table = results_table(records) + "\n" + benchmark_table(FLAGS.results_dir)
+    links = figure_links(FLAGS.results_dir)
+    if links:
+        table += "\n\n" + links
+    print(table)
+    atomic_write_text(os.path.join(FLAGS.results_dir, "results.md"), table + "\n")
+    for path in written:
+        print(f"wrote {path}")
     if FLAGS.readme:
         update_readme(FLAGS.readme, table)
         print(f"updated {FLAGS.readme}")

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsp.data.errors import DataError
-from tfsp.data.images import decode_image, decode_mask, resize_bilinear, resize_mask
+from tfsp.data.images import decode_image, decode_mask, progress_bar, resize_bilinear, resize_mask
 
 __all__ = ["SegmentationData", "load_horses", "horse_split", "HORSE_SPLIT_SIZES"]
 
@@ -120,9 +120,12 @@ def load_horses(data_dir, size: int = 32) -> SegmentationData:
         raise DataError(f"{root / 'rgb'}: no images found; {_LAYOUT_HELP}")
     images = np.empty((len(names), size, size, 3), np.float32)
     labels = np.empty((len(names), size, size, 1), np.float32)
+    progress = progress_bar(len(names), f"Weizmann horses: decoding and resizing {len(names)} images "
+                            f"and masks to {size}x{size} ({root})")
     for i, stem in enumerate(names):
         images[i] = resize_bilinear(decode_image(rgb[stem]), size)
         labels[i, ..., 0] = resize_mask(decode_mask(masks[stem]), size)
+        progress.update(i + 1)
     return SegmentationData(images=images, labels=labels, names=names, source=str(root))
 
 

@@ -194,6 +194,32 @@ def read_ppm(source: PathOrBytes, *, name: str | None = None) -> np.ndarray:
     return pix.astype(np.uint8)
 
 
+# Progress of dataset preparation (decoding and resizing hundreds of images takes a while): the
+# launcher sets this from --verbose, as Keras does for fit/evaluate; library calls stay silent.
+_progress_verbosity = 0
+
+
+def set_progress_verbosity(verbose) -> None:
+    """0: silent; 1: a progress bar; 2: one line when done ("auto" counts as 1, as in Keras)."""
+    global _progress_verbosity
+    _progress_verbosity = 1 if verbose == "auto" else int(verbose)
+
+
+class _Silent:
+    def update(self, current, values=None, finalize=None):
+        pass
+
+
+def progress_bar(total: int, description: str):
+    """A keras.utils.Progbar over `total` items at the launcher's verbosity (a no-op at 0)."""
+    if not _progress_verbosity or not total:
+        return _Silent()
+    import keras
+
+    print(description, flush=True)
+    return keras.utils.Progbar(total, verbose=_progress_verbosity, unit_name="image")
+
+
 def resize_bilinear(images, size, *, batch: int = 256) -> np.ndarray:
     """Bilinear, antialiased resize to ``size`` (int or (height, width)).
 

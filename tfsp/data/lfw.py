@@ -64,7 +64,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsp.data.errors import DataError
-from tfsp.data.images import decode_image, read_ppm, resize_bilinear, resize_one_hot
+from tfsp.data.images import decode_image, progress_bar, read_ppm, resize_bilinear, resize_one_hot
 
 __all__ = [
     "CLASS_NAMES",
@@ -460,6 +460,8 @@ def load_lfw_parts(data_dir, size: int = 32, split: str | None = None, *, superp
     images = np.empty((n, size, size, 3), np.float32)
     labels = np.empty((n, size, size, NUM_CLASSES), np.float32)
     labels_full = None
+    progress = progress_bar(n, f"LFW Part Labels ({split}): decoding and resizing {n} images and labels "
+                               f"to {size}x{size} ({root})")
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         pix = []
@@ -484,6 +486,7 @@ def load_lfw_parts(data_dir, size: int = 32, split: str | None = None, *, superp
         labels_full[start:stop] = np.stack(ids)
         images[start:stop] = resize_bilinear(np.stack(pix), size)
         labels[start:stop] = resize_one_hot(labels_full[start:stop], size, NUM_CLASSES)
+        progress.update(stop)
 
     if sp_maps is not None:
         for m, path in zip(sp_maps, dat_names):

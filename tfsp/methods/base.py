@@ -143,6 +143,11 @@ class StructuredModel(keras.Model):
         for a patch discriminator."""
         return lambda y: tf.sigmoid(self.value_net.score(context, y, training=training))
 
+    def generate_samples(self, x, y_true) -> Dict[str, tf.Tensor]:
+        """{kind: y}: the outputs (other than y*) a training step scores with the value network,
+        for standardized x; TensorBoard's sample summaries show D's value and the oracle of each."""
+        return {}
+
     def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:
         """The method's optimizers by attribute name (one for most methods, two for LDRSP)."""
         return {name: getattr(self, name) for name in ("optimizer", "d_optimizer", "g_optimizer")

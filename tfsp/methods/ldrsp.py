@@ -65,12 +65,10 @@ class LDRSP(StructuredModel):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
         return y_g, {"y_inference_net": y_g}
 
-    def train_step(self, data):
-        x, y_true = data[0], tf.cast(data[1], tf.float32)
-        x = self.prepare_inputs(x)
+    def generate_samples(self, x, y_true):
+        """{kind: y}: G(x), its refinement and adversarial samples from the current G and D;
+        no gradient flows into either network from here."""
         oracle = self.spec.oracle_fn
-
-        # Samples from the current G and D; no gradient flows into either network from here.
         y_g = tf.stop_gradient(self.spec.output_probabilities(self.inference_net(x, training=False)))
         value_map = self.value_map(self.value_net.precompute(x))
         value_fn = lambda y: per_example_mean(value_map(y))  # noqa: E731
@@ -83,6 +81,13 @@ class LDRSP(StructuredModel):
                 return per_example_mean(_half_squared_error(value_map(y), target))
             samples["adversarial"] = self.adversarial_samples(regression_loss, value_fn,
                                                               y_true, y_g, self.adversarial)
+        return samples
+
+    def train_step(self, data):
+        x, y_true = data[0], tf.cast(data[1], tf.float32)
+        x = self.prepare_inputs(x)
+        oracle = self.spec.oracle_fn
+        samples = self.generate_samples(x, y_true)
         targets = {kind: oracle(y, y_true) for kind, y in samples.items()}
 
         # D: least-squares regression to 1 on y* and to v* on the samples.

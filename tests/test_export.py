@@ -1,0 +1,132 @@
+"""SavedModel export: versioned, loadable in a fresh process with the same predictions, named
+signatures for saved_model_cli / TF Serving, clear errors for inputs of the wrong shape or dtype."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfsp import config as config_lib
+from tfsp import experiment, export
+from tfsp.spec import multiclass_segmentation_spec
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+# A fresh interpreter: loads the SavedModel with TensorFlow alone (no tfsp) and runs one signature.
+SERVE = """
+import sys, numpy as np, tensorflow as tf
+export_dir, signature, name, inputs, outputs = sys.argv[1:]
+loaded = tf.saved_model.load(export_dir)
+result = loaded.signatures[signature](**{name: tf.constant(np.load(inputs))})
+np.savez(outputs, **{k: v.numpy() for k, v in result.items()})
+"""
+
+
+def serve_in_fresh_process(export_dir, signature, name, x, tmp_path):
+    np.save(tmp_path / "x.npy", x)
+    env = dict(ENV, PYTHONPATH="")  # tfsp not importable: the SavedModel must stand alone
+    proc = subprocess.run([sys.executable, "-c", SERVE, str(export_dir), signature, name,
+                           str(tmp_path / "x.npy"), str(tmp_path / "out.npz")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(np.load(tmp_path / "out.npz"))
+
+
+def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions(tiny_mulan, tmp_path):
+    arff, xml = tiny_mulan
+    run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
+    proc = subprocess.run([sys.executable, "-m", "tfsp.launch", "--task=mlc", "--method=ldrsp",
+                           f"--arff={arff}", f"--xml={xml}", f"--model_dir={run_dir}", "--results_dir=",
+                           "--epochs=1", "--refine_steps=3", "--verbose=0", f"--export_dir={export_dir}"],
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"exported: {export_dir / '1'}" in proc.stdout
+    assert sorted(p.name for p in export_dir.iterdir()) == ["1"]  # no temporary folder left behind
+
+    # --mode=export from the run's checkpoint: the next version, the same weights.
+    config = config_lib.merge_into(config_lib.ExperimentConfig(),
+                                   json.loads((run_dir / "config.json").read_text()), "config.json")
+    assert config.test_refine.steps == 3
+    assert export.export_from_model_dir(config, run_dir, export_dir) == export_dir / "2"
+    data, model = experiment.restore(config, run_dir)
+    x, _ = next(iter(data.test))
+    expected = model.predict_step(x)
+
+    served = serve_in_fresh_process(export_dir / "1", "serving_default", "inputs", x.numpy(), tmp_path)
+    assert set(served) == {"prediction", "labels", "value", "prediction_inference_net"}
+    np.testing.assert_allclose(served["prediction"], expected["y"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(served["value"], expected["value"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(served["prediction_inference_net"], expected["y_inference_net"].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(served["labels"], expected["labels"].numpy())
+
+    # saved_model_cli (installed with TensorFlow) shows the signature with its named inputs and outputs.
+    cli = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",
+                          "--dir", str(export_dir / "2"), "--all"],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    default = cli.stdout.split("signature_def['serving_default']")[1]
+    for name in ("inputs['inputs']", "outputs['prediction']", "outputs['labels']", "outputs['value']"):
+        assert name in default, cli.stdout
+    assert "shape: (-1, 12)" in default and "DT_FLOAT" in default
+
+    # Wrong shape or dtype: the error names the expected shape.
+    loaded = tf.saved_model.load(str(export_dir / "2"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`inputs` must be float32 of shape \[batch, 12\]"):
+        loaded.signatures["serving_default"](inputs=tf.zeros([2, 11]))
+    with pytest.raises(TypeError, match=r"shape=\(None, 12\), dtype=tf.float32"):
+        loaded.serve(tf.zeros([2, 11]))
+    with pytest.raises(TypeError, match=r"shape=\(None, 12\), dtype=tf.float32"):
+        loaded.serve(tf.zeros([2, 12], tf.float64))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor"):
+        loaded.signatures["serving_default"](inputs=tf.zeros([2, 12], tf.float64))
+
+
+def test_segmentation_export_takes_float_or_uint8_images(tmp_path):
+    # 3-class segmentation, LDRSP with its crop grid and simplex refinement; weights need not be trained.
+    spec = multiclass_segmentation_spec("toy", 32, 3, crop_size=24, crop_grid=2)
+    config = config_lib.resolve("lfw", "ldrsp", {
+        "inference_net": {"filters": [4, 8, 8]}, "value_net": {"filters": [4, 8, 8]},
+        "test_refine": {"steps": 3}, "crop_mode": "joint"})
+    model = experiment.build_method(config, spec, steps_per_epoch=1)
+    path = export.export_saved_model(model, tmp_path / "exports")
+    assert path == tmp_path / "exports" / "1"
+
+    images = np.random.RandomState(0).randint(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    expected = model.predict_step(tf.constant(images, tf.float32) / 255.0)
+    served = serve_in_fresh_process(path, "serving_uint8", "images", images, tmp_path)
+    assert served["class_ids"].shape == (2, 32, 32) and served["prediction"].shape == (2, 32, 32, 3)
+    np.testing.assert_allclose(served["prediction"], expected["y"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(served["value"], expected["value"].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(served["class_ids"], np.argmax(expected["y"].numpy(), -1))
+
+    loaded = tf.saved_model.load(str(path))
+    as_float = loaded.signatures["serving_default"](inputs=tf.constant(images, tf.float32) / 255.0)
+    np.testing.assert_allclose(as_float["prediction"].numpy(), served["prediction"], atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`images` must be uint8 of shape \[batch, 32, 32, 3\]"):
+        loaded.signatures["serving_uint8"](images=tf.zeros([1, 24, 24, 3], tf.uint8))
+
+
+def test_versions_count_up_and_ignore_other_folders(tmp_path):
+    (tmp_path / "3").mkdir()
+    (tmp_path / ".tmp-export-x").mkdir()
+    (tmp_path / "notes").mkdir()
+    assert export.next_version(tmp_path) == 4
+    assert export.next_version(tmp_path / "missing") == 1
+
+
+def test_a_method_without_refinement_exports_prediction_and_labels(tmp_path):
+    from tfsp.spec import multilabel_spec
+
+    spec = multilabel_spec("toy", 5, 3)
+    config = config_lib.resolve("mlc", "feedforward", {"inference_net": {"hidden": [4]}})
+    model = experiment.build_method(config, spec, steps_per_epoch=1)
+    loaded = tf.saved_model.load(str(export.export_saved_model(model, tmp_path)))
+    x = tf.constant(np.random.RandomState(0).rand(4, 5).astype(np.float32))
+    served = loaded.signatures["serving_default"](inputs=x)
+    assert set(served) == {"prediction", "labels"}
+    np.testing.assert_allclose(served["prediction"].numpy(), model.infer(x)["y"].numpy(), atol=1e-6)
+    assert not hasattr(loaded, "serve_uint8")
