@@ -68,3 +68,14 @@ def test_qualitative_grid_from_a_tiny_segmentation_run(tmp_path):
     assert written == [str(tmp_path / "qualitative-horses.png")]
     assert (tmp_path / "qualitative-horses.png").stat().st_size > 1000
     assert "qualitative-horses.png" in report.figure_links(str(tmp_path))
+
+
+def test_segmentation_benchmark_table(tmp_path):
+    row = {"method": "ldrsp", "crop_mode": "average", "crops_per_image": 36, "crop_size": 24, "images": 100,
+           "steps": 30, "step_size": 4.0, "compiled_ms_per_image": 2.0, "compiled_xla_ms_per_image": 1.5,
+           "eager_loop_ms_per_image": 20.0, "compiled_speedup_over_eager": 10.0}
+    (tmp_path / "benchmark-horses.json").write_text(json.dumps(
+        {"benchmark": "horses", "refinement": [row], "command": "launch/benchmark_segmentation.py",
+         "machine": {"load_average_1_5_15min": [1, 1, 1]}}))
+    table = report.segmentation_benchmark_tables(str(tmp_path))
+    assert "| ldrsp (average) | 36 × 24² | 100 | 30 × 4 | 2.00 | 1.50 | 20.00 | 10.0× |" in table

@@ -98,6 +98,32 @@ def benchmark_table(results_dir: str) -> str:
     return "\n".join(lines)
 
 
+def segmentation_benchmark_tables(results_dir: str) -> str:
+    """One table per launch/benchmark_segmentation.py output (benchmark-<task>.json)."""
+    blocks = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "benchmark-*.json"))):
+        with open(path) as f:
+            bench = json.load(f)
+        rows = bench.get("refinement", [])
+        if not rows or "crops_per_image" not in rows[0]:
+            continue  # the Bibtex benchmark has its own table
+        eager = "eager_loop_ms_per_image" in rows[0]
+        lines = ["", f"Test-time refinement, {bench['benchmark']} (`{bench['command']}`, load average "
+                     f"{bench['machine'].get('load_average_1_5_15min', '?')}):", "",
+                 "| method | crops | images | steps × η | compiled ms/image | XLA ms/image"
+                 + (" | eager loop ms/image | compiled ÷ eager |" if eager else " |"),
+                 "|---|---|---|---|---|---" + ("|---|---|" if eager else "|")]
+        for row in rows:
+            line = (f"| {row['method']} ({row['crop_mode']}) | {row['crops_per_image']} × {row['crop_size']}² | "
+                    f"{row['images']} | {row['steps']} × {row['step_size']:g} | "
+                    f"{row['compiled_ms_per_image']:.2f} | {row['compiled_xla_ms_per_image']:.2f} |")
+            if eager:
+                line += f" {row['eager_loop_ms_per_image']:.2f} | {row['compiled_speedup_over_eager']:.1f}× |"
+            lines.append(line)
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
 def step_curve_figure(records: List[Dict], path: str) -> bool:
     curves = [r for r in records if "step_curve" in r]
     if not curves:
@@ -262,7 +288,8 @@ def main(argv):
         written += training_curves_figures(records, FLAGS.results_dir)
     if FLAGS.qualitative:
         written += qualitative_figures(records, FLAGS.results_dir, FLAGS.qualitative_data_dir)
-    table = results_table(records) + "\n" + benchmark_table(FLAGS.results_dir)
+    table = (results_table(records) + "\n" + benchmark_table(FLAGS.results_dir)
+             + "\n" + segmentation_benchmark_tables(FLAGS.results_dir))
     links = figure_links(FLAGS.results_dir)
     if links:
         table += "\n\n" + links
