@@ -104,5 +104,11 @@ def test_segmentation_methods_learn_toy_shapes(method, extra):
     # All-foreground scores the mean foreground fraction (about 0.2); the methods must beat it clearly.
     assert metrics["mean_iou"] > 45, metrics
     assert 0 < metrics["global_iou"] <= 100
+    if method != "fcn":
+        by_mode = experiment.crop_mode_metrics(model, test)
+        assert set(by_mode) == {"average", "joint"}
+        # The mode the model uses gives the metrics above; the other one is a fresh compile.
+        assert by_mode[model.crop_mode]["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
+        assert experiment.evaluate(model, test)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
     outputs = model.predict(test, verbose=0)
     assert outputs["y"].shape == (32, 32, 32, 1)

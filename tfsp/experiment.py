@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfsp import oracles, results, summaries
+from tfsp import crops, oracles, results, summaries
 from tfsp.config import ExperimentConfig, NetworkConfig, OptimizerConfig
 from tfsp.datasets import TaskData, build_task_data
 from tfsp.methods import DVN, LDRSP, AdversarialConfig, FeedForward, StructuredModel
@@ -280,9 +280,29 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "machine": {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
                     "tensorflow": tf.__version__, "keras": keras.__version__},
     })
+    crop = data.spec.crop_size
+    if crop and model.value_of(tf.zeros((1, crop, crop, *data.spec.input_shape[2:]))) is not None:
+        record["metrics_by_crop_mode"] = crop_mode_metrics(model, data.test, verbose=verbose)
     if step_curve_steps:
         record["step_curve"] = step_curve(model, data.test, step_curve_steps, verbose=verbose)
     return record
+
+
+def crop_mode_metrics(model: StructuredModel, dataset, verbose=0) -> Dict[str, Dict[str, float]]:
+    """Test metrics of refinement with each crop mode (crops refined alone and averaged, or
+    the whole mask refined jointly), whichever the model was trained with."""
+    original = model.crop_mode
+    by_mode = {}
+    try:
+        for mode in crops.CROP_MODES:
+            model.crop_mode = mode
+            model.test_function = None  # the compiled test step baked in the previous mode
+            by_mode[mode] = {k: v for k, v in evaluate(model, dataset, verbose=verbose).items()
+                             if not k.startswith("inference_net_")}
+    finally:
+        model.crop_mode = original
+        model.test_function = None
+    return by_mode
 
 
 def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
