@@ -19,4 +19,5 @@ for seed in $SEEDS; do
 done
 python -m tfsp.figures --data_dir="$DATA" --run=fcn:"$RUNS/horses-fcn" --run=ldrsp:"$RUNS/horses-ldrsp" \
   --steps=0,5,10,30 --output=results/horses-qualitative.png
+python launch/benchmark_segmentation.py --task=horses --output=results/benchmark-horses.json
 python -m tfsp.report --results_dir=results --readme=README.md
