@@ -38,6 +38,10 @@ flags.DEFINE_bool("deterministic", None, "Enable TF op determinism (exact reruns
 flags.DEFINE_integer("step_curve", 0, "If > 0: also record the test metric after each refinement step 0..N.")
 flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
                   "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch, auto = 1.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: default (one device), mirrored (all local devices) or "
+                  "multi_worker (the workers in TF_CONFIG; only the chief writes results and "
+                  "checkpoints). See launch/multi_worker.sh.")
 flags.DEFINE_multi_string("set", [], "Any config field, e.g. --set data.validation_fraction=0.1 "
                           "--set value_net.hidden=[300].")
 
@@ -98,7 +102,7 @@ def main(argv):
         if FLAGS.mode == "train":
             verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
             record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
-                                    verbose=verbose)
+                                    verbose=verbose, strategy=FLAGS.strategy)
         else:
             record = experiment.evaluate_saved(config, model_dir, results_path,
                                                step_curve_steps=FLAGS.step_curve)
