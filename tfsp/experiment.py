@@ -127,6 +127,10 @@ def build(model: StructuredModel, spec: TaskSpec) -> None:
     if spec.crop_size:
         shape = (spec.crop_size, spec.crop_size, *shape[2:])
     model.infer(tf.zeros((2, *shape)))
+    # infer() touched every network, so every variable exists; networks used through
+    # precompute/score rather than __call__ are not marked built by Keras, so mark them.
+    for layer in model._flatten_layers():
+        layer.built = True
     for optimizer in model.optimizers().values():
         optimizer.build(model.trainable_variables)
 
@@ -378,7 +382,7 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
     finally:
         if not chief:
             shutil.rmtree(own_dir, ignore_errors=True)
-    record["strategy"] = {"name": strategy, "replicas": distribution.num_replicas_in_sync}
+    record["strategy"] = {"name": strategy, "replicas": distribution.num_replicas_in_sync, "chief": chief}
     if results_path and chief:
         results.write_json(results_path, record)
         logging.info("wrote %s", results_path)

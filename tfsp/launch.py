@@ -113,7 +113,7 @@ def main(argv):
     summary = {"metrics": record["metrics"], **({"metrics_inference_net": record["metrics_inference_net"]}
                                                 if "metrics_inference_net" in record else {})}
     print(f"{name}: {summary}" + (f" (train {record['train_seconds']} s)" if "train_seconds" in record else ""))
-    if results_path:
+    if results_path and record.get("strategy", {}).get("chief", True):
         print(f"results: {results_path}")
     return 0
 

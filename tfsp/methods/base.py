@@ -42,6 +42,15 @@ def _replica_context():
     return context if context is not None and context.num_replicas_in_sync > 1 else None
 
 
+def step_logs(results: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """What a train/test step returns. Keras averages the replicas' step outputs under
+    MultiWorkerMirroredStrategy with reduce(MEAN, axis=0), which needs an axis, so there
+    each scalar gets one (epoch-end logs are read from the metrics and stay scalars)."""
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(value, [1]) for name, value in results.items()}
+    return results
+
+
 class GlobalBatch:
     """One replica's part of a training step's global batch (all replicas' examples together).
 
@@ -288,7 +297,18 @@ class StructuredModel(keras.Model):
             self.train_trackers[name].update_state(value)
 
     def train_results(self):
-        return {name: tracker.result() for name, tracker in self.train_trackers.items()}
+        return step_logs({name: tracker.result() for name, tracker in self.train_trackers.items()})
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy, Keras fetches a first batch here and averages it with
+        # strategy.reduce, which fails for (x, y) batches under MultiWorkerMirroredStrategy.
+        # experiment.build() has made every variable, so the build needs no batch then.
+        built = all(layer.built for layer in self._flatten_layers())
+        if iterator is not None and built and getattr(self, "_distribute_strategy", None) is not None:
+            with self.distribute_strategy.scope():
+                self._symbolic_build(data_batch=None)
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def call(self, x, training=False):
         return self.infer(x, training=training)["y"]
@@ -312,7 +332,7 @@ class StructuredModel(keras.Model):
     def test_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         self.update_eval_metrics(self.infer(x), y_true)
-        return {name: tracker.result() for name, tracker in self.eval_trackers.items()}
+        return step_logs({name: tracker.result() for name, tracker in self.eval_trackers.items()})
 
     def predict_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
