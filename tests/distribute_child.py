@@ -3,9 +3,9 @@ configured before TensorFlow initializes its devices, which pytest's process has
 
 Trains each method on the same global batches once on one device (default strategy)
 and once under MirroredStrategy over the two devices, from the same initial weights,
-and prints one JSON object: per method, both per-batch loss trajectories and the
-largest difference of the final weights; plus whether the replicas drew distinct
-random numbers.
+and prints one JSON object: per method, both per-batch loss trajectories, both test
+evaluations and the largest difference of the final weights; plus whether the replicas
+drew distinct random numbers.
 """
 
 import json
@@ -52,6 +52,8 @@ def train(method, strategy, initial_weights=None):
     x, y = correlated_multilabel(n=61, num_features=8, num_labels=6, seed=1)
     spec = multilabel_spec("synthetic", 8, 6, feature_mean=x.mean(0), feature_std=x.std(0) + 1e-6)
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(20)
+    # 13 test examples in batches of 4: uneven splits and an empty replica in evaluation too.
+    test = tf.data.Dataset.from_tensor_slices((x[:13], y[:13])).batch(4)
     config = method_config(method, **CONFIGS[method])
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -61,19 +63,23 @@ def train(method, strategy, initial_weights=None):
     weights = [np.array(w) for w in model.get_weights()]
     recorder = BatchLosses()
     history = model.fit(data, epochs=2, verbose=0, callbacks=[recorder])
-    return model, weights, recorder.losses, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    evaluation = model.evaluate(test, verbose=0, return_dict=True)
+    return (model, weights, recorder.losses, {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            {k: float(v) for k, v in evaluation.items()})
 
 
 def main():
     out = {}
+    # One MirroredStrategy per process: a second one would reuse collective keys.
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     for method in sys.argv[1:]:
-        single, weights, single_losses, single_epochs = train(method, tf.distribute.get_strategy())
-        replicated, _, replicated_losses, replicated_epochs = train(method, mirrored, weights)
+        single, weights, single_losses, single_epochs, single_eval = train(method, tf.distribute.get_strategy())
+        replicated, _, replicated_losses, replicated_epochs, replicated_eval = train(method, mirrored, weights)
         difference = max(float(np.max(np.abs(a - b)))
                          for a, b in zip(single.get_weights(), replicated.get_weights()))
         out[method] = {"single": single_losses, "replicated": replicated_losses,
                        "single_epochs": single_epochs, "replicated_epochs": replicated_epochs,
+                       "single_eval": single_eval, "replicated_eval": replicated_eval,
                        "weight_difference": difference}
         if method == "dvn":
             draws = mirrored.run(lambda: replicated.uniform([4]))

@@ -33,6 +33,7 @@ def test_mirrored_over_two_devices_matches_one_device():
         for key, values in result[method]["single_epochs"].items():
             np.testing.assert_allclose(result[method]["replicated_epochs"][key], values, rtol=1e-5, atol=1e-6)
         assert result[method]["weight_difference"] < 1e-5, method
+        assert result[method]["replicated_eval"] == pytest.approx(result[method]["single_eval"], rel=1e-5, abs=1e-5)
     first, second = result["replica_draws"]
     assert first != second, "both replicas drew the same random numbers"
 

@@ -321,13 +321,26 @@ class StructuredModel(keras.Model):
         kinds = {"": outputs["y"]}
         if "y_inference_net" in outputs:
             kinds["inference_net_"] = outputs["y_inference_net"]
+        sums = {}  # metric -> (numerator, denominator) summed over this replica's examples
         for prefix, y in kinds.items():
             y_discrete = oracles.binarize(y, self.spec.multiclass)
             for name, fn in self.spec.metrics.items():
-                self.eval_trackers[prefix + name].update_state(fn(y_discrete, y_true))
+                values = fn(y_discrete, y_true)
+                sums[prefix + name] = (tf.reduce_sum(values), tf.cast(tf.size(values), tf.float32))
             for name, (numerator, denominator) in self.spec.ratio_metrics.items():
-                self.eval_trackers[prefix + name].update_state(numerator(y_discrete, y_true),
-                                                               denominator(y_discrete, y_true))
+                sums[prefix + name] = (tf.reduce_sum(numerator(y_discrete, y_true)),
+                                       tf.reduce_sum(denominator(y_discrete, y_true)))
+        # Keras reports a step's outputs averaged over replicas; summing the sums first makes
+        # every replica's metrics those of the global batch (exact also for uneven splits).
+        context = _replica_context()
+        if context is not None:
+            sums = context.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+        for name, (numerator, denominator) in sums.items():
+            tracker = self.eval_trackers[name]
+            if isinstance(tracker, RatioMetric):
+                tracker.update_state(numerator, denominator)
+            else:
+                tracker.update_state(tf.math.divide_no_nan(numerator, denominator), sample_weight=denominator)
 
     def test_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
