@@ -61,3 +61,36 @@ def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tiny_mulan, t
     # The epochs both ran were trained identically.
     first = resumed["initial_epoch"]
     assert resumed["history"]["loss"] == pytest.approx(uninterrupted["history"]["loss"][first:], abs=1e-6)
+
+
+def test_training_epochs_depend_only_on_seed_and_epoch():
+    import numpy as np
+
+    from tfsp.data import epochs
+    from tfsp.data.images import segmentation_dataset
+
+    def batches(dataset, count):
+        return [tuple(t.numpy() for t in batch) for batch in dataset.take(count)]
+
+    x = np.arange(10, dtype=np.float32)[:, None]
+    y = 2 * x
+    from_start = batches(epochs.shuffled_batches((x, y), 4, seed=3, first_epoch=0), 9)  # 3 epochs of 3 batches
+    resumed = batches(epochs.shuffled_batches((x, y), 4, seed=3, first_epoch=2), 3)
+    for a, b in zip(from_start[6:], resumed):
+        np.testing.assert_array_equal(a[0], b[0])
+    orders = [np.concatenate([b[0] for b in from_start[3 * e:3 * e + 3]])[:, 0] for e in range(3)]
+    assert all(sorted(o) == list(range(10)) for o in orders) and not np.array_equal(orders[0], orders[1])
+    # The finite pipeline: one epoch per iteration, the same sequence of epochs for the same seed.
+    finite = epochs.shuffled_batches((x, y), 4, seed=3)
+    assert int(finite.cardinality()) == 3
+    again = epochs.shuffled_batches((x, y), 4, seed=3)
+    for _ in range(2):
+        np.testing.assert_array_equal(np.concatenate([b[0] for b in finite]), np.concatenate([b[0] for b in again]))
+
+    images = np.random.RandomState(0).rand(6, 8, 8, 3).astype(np.float32)
+    masks = (images[..., :1] > 0.5).astype(np.float32)
+    stream = batches(segmentation_dataset(images, masks, 4, training=True, crop_size=5, seed=1, first_epoch=0), 6)
+    later = batches(segmentation_dataset(images, masks, 4, training=True, crop_size=5, seed=1, first_epoch=2), 2)
+    for a, b in zip(stream[4:], later):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])

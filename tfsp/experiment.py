@@ -418,6 +418,8 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         """Epoch-keyed stream where the loader has one (exact resumes), else the finite pipeline."""
         if stream is not None:
             return dict(x=stream(from_epoch), steps_per_epoch=steps_per_epoch)
+        logging.warning("the %s loader has no epoch-keyed pipeline: a resumed run sees other batches "
+                        "than an uninterrupted one", config.data.loader)
         return dict(x=finite)
 
     train_started = time.time()
@@ -430,7 +432,7 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
                             callbacks=callbacks, verbose=verbose)
         history_log = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         epochs_run = len(history.epoch)
-    elif best is not None and initial_epoch == config.epochs:
+    elif best is not None and (initial_epoch == config.epochs or not config.final_epochs_on_all_training_data):
         best.apply(model)  # what the uninterrupted run's first fit ended with
     if config.final_epochs_on_all_training_data and not nan_guard.failure:
         # The validation rows join training now, so model selection stops here.
