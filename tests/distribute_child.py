@@ -5,7 +5,7 @@ Trains each method on the same global batches once on one device (default strate
 and once under MirroredStrategy over the two devices, from the same initial weights,
 and prints one JSON object: per method, both per-batch loss trajectories, both test
 evaluations and the largest difference of the final weights; plus whether the replicas
-drew distinct random numbers.
+drew distinct random numbers and dropout masks.
 """
 
 import json
@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 from conftest import correlated_multilabel  # noqa: E402
 from test_methods import method_config  # noqa: E402
 from tfsp import experiment  # noqa: E402
+from tfsp.networks import ReplicaDropout  # noqa: E402
 from tfsp.spec import multilabel_spec  # noqa: E402
 
 # Sampling made deterministic, so both runs see the same tuples: adversarial ascent always
@@ -85,6 +86,10 @@ def main():
             draws = mirrored.run(lambda: replicated.uniform([4]))
             first, second = (d.numpy().tolist() for d in mirrored.experimental_local_results(draws))
             out["replica_draws"] = [first, second]
+    with mirrored.scope():
+        dropout = ReplicaDropout(0.5, seed=1)
+    masks = mirrored.run(tf.function(lambda: dropout(tf.ones([16]), training=True)))
+    out["dropout_masks"] = [m.numpy().tolist() for m in mirrored.experimental_local_results(masks)]
     print("RESULT " + json.dumps(out))
 
 

@@ -36,6 +36,8 @@ def test_mirrored_over_two_devices_matches_one_device():
         assert result[method]["replicated_eval"] == pytest.approx(result[method]["single_eval"], rel=1e-5, abs=1e-5)
     first, second = result["replica_draws"]
     assert first != second, "both replicas drew the same random numbers"
+    first, second = result["dropout_masks"]
+    assert first != second, "both replicas dropped the same positions"
 
 
 def test_multi_worker_needs_tf_config(monkeypatch):
