@@ -127,10 +127,13 @@ def build(model: StructuredModel, spec: TaskSpec) -> None:
     if spec.crop_size:
         shape = (spec.crop_size, spec.crop_size, *shape[2:])
     model.infer(tf.zeros((2, *shape)))
-    # infer() touched every network, so every variable exists; networks used through
-    # precompute/score rather than __call__ are not marked built by Keras, so mark them.
-    for layer in model._flatten_layers():
-        layer.built = True
+    # Networks used through precompute/score rather than __call__ are not marked built by
+    # Keras although infer() made all their variables: mark every container whose layers
+    # are all built (innermost first), so fit needs no sample batch to build the model.
+    for layer in reversed(list(model._flatten_layers())):
+        inner = list(layer._flatten_layers(include_self=False))
+        if not layer.built and inner and all(sub.built for sub in inner):
+            layer.built = True
     for optimizer in model.optimizers().values():
         optimizer.build(model.trainable_variables)
 
