@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsp.config import DATA_DIR_ENV, DataConfig
+from tfsp.data import epochs
 from tfsp.data.errors import DataError
 from tfsp.spec import TaskSpec, binary_segmentation_spec, multiclass_segmentation_spec, multilabel_spec
 
@@ -30,6 +31,12 @@ class TaskData:
     split: str
     """How the splits were made, in words (goes into results JSON)."""
     source: str
+    train_from_epoch: Optional[Callable[[int], tf.data.Dataset]] = None
+    """k -> the training pipeline as one endless stream of epochs k, k + 1, ..., epoch e's
+    order and augmentation a function of (seed, e) alone (tfsp.data.epochs), so a resumed
+    run trains on the batches an uninterrupted one does; fit it with steps_per_epoch."""
+    train_and_validation_from_epoch: Optional[Callable[[int], tf.data.Dataset]] = None
+    """The same for train ∪ validation."""
     full_resolution_eval: Optional[Callable[["StructuredModel"], Dict[str, float]]] = None
     """Optional: scores a trained model on the test split at the labels' original resolution
     (e.g. LFW at 250x250); returns metric name -> value, G-alone metrics prefixed inference_net_.
@@ -40,11 +47,8 @@ def resolve_data_dir(config: DataConfig) -> Optional[str]:
     return config.data_dir or os.environ.get(DATA_DIR_ENV) or None
 
 
-def _batched(arrays, batch_size, *, shuffle_seed=None):
-    dataset = tf.data.Dataset.from_tensor_slices(arrays)
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(arrays[0]), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def _batched(arrays, batch_size):
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def build_mulan(config: DataConfig, seed: int) -> TaskData:
@@ -76,12 +80,18 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
     validation = (_batched((x[val_idx], y[val_idx]), config.eval_batch_size)
                   if len(val_idx) else None)
     all_train = np.concatenate([train_idx, val_idx])
+
+    def shuffled(idx, first_epoch=None):
+        return epochs.shuffled_batches((x[idx], y[idx]), config.batch_size, seed, first_epoch)
+
     return TaskData(
         spec=spec,
-        train=_batched((x[train_idx], y[train_idx]), config.batch_size, shuffle_seed=seed),
+        train=shuffled(train_idx),
         validation=validation,
         test=_batched((x[test_idx], y[test_idx]), config.eval_batch_size),
-        train_and_validation=_batched((x[all_train], y[all_train]), config.batch_size, shuffle_seed=seed),
+        train_and_validation=shuffled(all_train),
+        train_from_epoch=lambda k: shuffled(train_idx, k),
+        train_and_validation_from_epoch=lambda k: shuffled(all_train, k),
         sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)},
         split=split, source=f"{arff_path} + {xml_path}")
 
@@ -100,13 +110,13 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
     crop = config.crop_size or None
     spec = binary_segmentation_spec("horses", config.image_size, crop, config.crop_grid)
 
-    def part(name, training):
+    def part(name, training, first_epoch=None):
         idx = split[name] if name != "train_and_validation" else np.concatenate(
             [split["train"], split["validation"]])
         return segmentation_dataset(data.images[idx], data.labels[idx],
                                     config.batch_size if training else config.eval_batch_size,
                                     training=training, crop_size=crop, flip=config.flip and training,
-                                    seed=seed)
+                                    seed=seed, first_epoch=first_epoch)
 
     description = (f"perm = numpy.random.RandomState({config.split_seed}).permutation({len(data.names)}) over the "
                    f"horse files sorted by name; train = perm[:{sizes[0]}], validation = the next {sizes[1]}, "
@@ -115,6 +125,8 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
     return TaskData(spec=spec, train=part("train", True),
                     validation=part("validation", False) if len(split["validation"]) else None,
                     test=part("test", False), train_and_validation=part("train_and_validation", True),
+                    train_from_epoch=lambda k: part("train", True, k),
+                    train_and_validation_from_epoch=lambda k: part("train_and_validation", True, k),
                     sizes={k: len(v) for k, v in split.items()}, split=description, source=data.source)
 
 
@@ -164,12 +176,12 @@ def build_lfw(config: DataConfig, seed: int) -> TaskData:
     crop = config.crop_size or None
     spec = multiclass_segmentation_spec("lfw", size, lfw.NUM_CLASSES, crop, config.crop_grid)
 
-    def pipeline(parts, training):
+    def pipeline(parts, training, first_epoch=None):
         images = np.concatenate([splits[p].images for p in parts])
         labels = np.concatenate([splits[p].labels for p in parts])
         return segmentation_dataset(images, labels, config.batch_size if training else config.eval_batch_size,
                                     training=training, crop_size=crop, flip=config.flip and training,
-                                    seed=seed)
+                                    seed=seed, first_epoch=first_epoch)
 
     test = splits["test"]
     height, width = test.labels_full.shape[1:]
@@ -180,6 +192,8 @@ def build_lfw(config: DataConfig, seed: int) -> TaskData:
                    f"original labels (predicted class probabilities upsampled bilinearly, arg-max)")
     return TaskData(spec=spec, train=pipeline(["train"], True), validation=pipeline(["validation"], False),
                     test=pipeline(["test"], False), train_and_validation=pipeline(["train", "validation"], True),
+                    train_from_epoch=lambda k: pipeline(["train"], True, k),
+                    train_and_validation_from_epoch=lambda k: pipeline(["train", "validation"], True, k),
                     sizes={s: len(d) for s, d in splits.items()}, split=description, source=test.source,
                     full_resolution_eval=lfw_full_resolution_eval(test, config.eval_batch_size))
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -29,6 +31,7 @@ from tfsp.refine import RefineConfig
 from tfsp.spec import TaskSpec
 
 METHODS = ("feedforward", "dvn", "ldrsp")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class TrainingDiverged(RuntimeError):
@@ -124,6 +127,13 @@ def build(model: StructuredModel, spec: TaskSpec) -> None:
     if spec.crop_size:
         shape = (spec.crop_size, spec.crop_size, *shape[2:])
     model.infer(tf.zeros((2, *shape)))
+    # Networks used through precompute/score rather than __call__ are not marked built by
+    # Keras although infer() made all their variables: mark every container whose layers
+    # are all built (innermost first), so fit needs no sample batch to build the model.
+    for layer in reversed(list(model._flatten_layers())):
+        inner = list(layer._flatten_layers(include_self=False))
+        if not layer.built and inner and all(sub.built for sub in inner):
+            layer.built = True
     for optimizer in model.optimizers().values():
         optimizer.build(model.trainable_variables)
 
@@ -147,26 +157,45 @@ class StopOnNonFinite(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def random_states(model: StructuredModel) -> list:
+    """The state of the Keras layers' own random streams (e.g. dropout), which
+    `model.weights` leaves out; the method's sampling generator is an attribute of
+    the model and so is checkpointed with it."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """A tf.train.CheckpointManager save at every epoch end whose logs are all finite.
 
-    The checkpoint holds the networks, the optimizers (their slots and step
-    counters) and the number of finished epochs, so a rerun of the same command
-    resumes at the last epoch boundary.
+    The checkpoint holds everything training depends on: the networks, every optimizer
+    (slots and step counters), the sampling generator and the layers' random streams,
+    `extra` state (BestWeights) and the number of finished epochs. With the data
+    pipeline's epochs keyed by (seed, epoch), a rerun of the same command resumes at the
+    last epoch boundary and continues exactly as the uninterrupted run would have.
+
+    Checkpoints are read from `directory`; they are written there too unless
+    `write_directory` is given (multi-worker training: the non-chief workers write
+    theirs to temporary folders, as every worker has to take part in saving).
     """
 
-    def __init__(self, directory, model: StructuredModel, max_to_keep: int = 3):
+    def __init__(self, directory, model: StructuredModel, max_to_keep: int = 3,
+                 extra: Optional[Dict[str, Any]] = None, write_directory=None):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-        self.checkpoint = tf.train.Checkpoint(model=model, epochs_done=self.epoch, **model.optimizers())
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=max_to_keep)
+        self.directory = str(directory)
+        self.checkpoint = tf.train.Checkpoint(model=model, epochs_done=self.epoch,
+                                              layer_random_states=random_states(model),
+                                              **model.optimizers(), **(extra or {}))
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(write_directory or directory),
+                                                  max_to_keep=max_to_keep)
 
     def restore_latest(self) -> int:
         """Restores the newest checkpoint, if any; returns the number of epochs it had finished."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            logging.info("resumed from %s (%d epochs done)", self.manager.latest_checkpoint,
-                         int(self.epoch.numpy()))
+        latest = tf.train.latest_checkpoint(self.directory)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("resumed from %s (%d epochs done)", latest, int(self.epoch.numpy()))
         return int(self.epoch.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
@@ -176,22 +205,39 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Keeps the weights of the epoch with the best `monitor` and restores them at the end."""
+    """Keeps the weights of the epoch with the best `monitor` and restores them at the end.
 
-    def __init__(self, monitor: str, mode: str = "max"):
+    Its state (best value, epoch, weights) lives in variables that `state` hands to the
+    epoch checkpoint, so a resumed run selects among all epochs, not only its own.
+    """
+
+    def __init__(self, model: StructuredModel, monitor: str, mode: str = "max"):
         super().__init__()
         self.monitor, self.sign = monitor, (1.0 if mode == "max" else -1.0)
-        self.best, self.best_epoch, self.weights = -math.inf, None, None
+        self.best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_value")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
+        self.weights = [tf.Variable(np.array(w), trainable=False) for w in model.get_weights()]
+        self.state = tf.train.Checkpoint(value=self.best, epoch=self.epoch, weights=self.weights)
+
+    @property
+    def best_epoch(self) -> Optional[int]:
+        return int(self.epoch.numpy()) or None
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is not None and math.isfinite(float(value)) and self.sign * float(value) > self.best:
-            self.best, self.best_epoch = self.sign * float(value), epoch + 1
-            self.weights = [np.array(w) for w in self.model.get_weights()]
+        if value is not None and math.isfinite(float(value)) and self.sign * float(value) > float(self.best.numpy()):
+            self.best.assign(self.sign * float(value))
+            self.epoch.assign(epoch + 1)
+            for kept, current in zip(self.weights, self.model.get_weights()):
+                kept.assign(current)
+
+    def apply(self, model) -> None:
+        """Sets the model to the best weights seen, if any epoch was scored."""
+        if self.best_epoch is not None:
+            model.set_weights([w.numpy() for w in self.weights])
 
     def on_train_end(self, logs=None):
-        if self.weights is not None:
-            self.model.set_weights(self.weights)
+        self.apply(self.model)
 
 
 # ----- evaluation ----------------------------------------------------------------------------
@@ -241,13 +287,57 @@ def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[s
 FINAL_WEIGHTS = "final/model"
 
 
-def _setup(config: ExperimentConfig):
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """default: one device (tf.distribute.get_strategy()); mirrored: all local devices
+    (MirroredStrategy); multi_worker: every device of the workers listed in TF_CONFIG
+    (MultiWorkerMirroredStrategy; create it before any other TensorFlow op runs)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+                             '(e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                             '"task": {"type": "worker", "index": 0}}); see launch/multi_worker.sh')
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; valid: {list(STRATEGIES)}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the results: always, except for the non-chief workers of
+    multi-worker training (the chief is task "chief", else "worker" 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def _setup(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] = None):
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     data = build_task_data(config.data, seed=config.seed)
     steps_per_epoch = int(data.train.cardinality().numpy())
-    return data, build_method(config, data.spec, steps_per_epoch)
+    # Variables made in the scope (networks, optimizers, the sampling generator) are mirrored.
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = build_method(config, data.spec, steps_per_epoch)
+    return data, model
+
+
+def write_checkpoint_atomically(checkpoint: tf.train.Checkpoint, prefix) -> None:
+    """checkpoint.write under a temporary prefix, then renamed: the data file first and the
+    .index last, so whoever finds <prefix>.index finds a complete checkpoint."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    temporary = prefix.parent / f".{prefix.name}.tmp-{os.getpid()}"
+    checkpoint.write(str(temporary))
+    files = sorted(prefix.parent.glob(temporary.name + ".*"), key=lambda f: f.suffix == ".index")
+    for f in files:
+        os.replace(f, str(prefix) + f.name[len(temporary.name):])
 
 
 def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel,
@@ -306,43 +396,81 @@ def crop_mode_metrics(model: StructuredModel, dataset, verbose=0) -> Dict[str, D
 
 
 def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
-        step_curve_steps: int = 0, verbose: int = 1) -> Dict[str, Any]:
+        step_curve_steps: int = 0, verbose: int = 1, strategy: str = "default") -> Dict[str, Any]:
     """Trains and evaluates; writes TensorBoard logs, a checkpoint per epoch and the final
-    (selected) weights under model_dir and, when results_path is given, the results JSON."""
+    (selected) weights under model_dir and, when results_path is given, the results JSON.
+
+    strategy: see `make_strategy`. In multi-worker training only the chief writes into
+    model_dir and results_path; the other workers write to temporary folders, deleted at
+    the end (they still take part in every collective step, checkpoint saves included)."""
+    distribution = make_strategy(strategy)  # first: multi-worker collectives need it before other ops
+    chief = is_chief(distribution)
+    own_dir = Path(model_dir) if chief else Path(tempfile.mkdtemp(prefix="tfsp-worker-"))
+    try:
+        record = _train_and_evaluate(config, Path(model_dir), own_dir, distribution, step_curve_steps, verbose)
+    finally:
+        if not chief:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    record["strategy"] = {"name": strategy, "replicas": distribution.num_replicas_in_sync, "chief": chief}
+    if results_path and chief:
+        results.write_json(results_path, record)
+        logging.info("wrote %s", results_path)
+    return record
+
+
+def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path,
+                        strategy: tf.distribute.Strategy, step_curve_steps: int, verbose) -> Dict[str, Any]:
+    """run() for one process; own_dir is model_dir for the chief, a temporary folder otherwise."""
     started = time.time()
     git_rev = results.git_revision()  # of the code that starts running, not of HEAD when it ends
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    results.write_json(model_dir / "config.json", config.to_dict())
-    data, model = _setup(config)
+    own_dir.mkdir(parents=True, exist_ok=True)
+    results.write_json(own_dir / "config.json", config.to_dict())
+    data, model = _setup(config, strategy)
+    steps_per_epoch = int(data.train.cardinality().numpy())
 
-    checkpoint = EpochCheckpoint(model_dir / "checkpoints", model)
+    monitor = "val_" + data.spec.primary_metric
+    best = (BestWeights(model, monitor) if (config.select_best and data.validation is not None) else None)
+    checkpoint = EpochCheckpoint(model_dir / "checkpoints", model,
+                                 extra={"best_weights": best.state} if best is not None else None,
+                                 write_directory=None if own_dir == model_dir else own_dir / "checkpoints")
     initial_epoch = checkpoint.restore_latest()
     nan_guard = StopOnNonFinite()
-    monitor = "val_" + data.spec.primary_metric
-    best = BestWeights(monitor) if (config.select_best and data.validation is not None) else None
-    callbacks = [nan_guard, checkpoint,
-                 keras.callbacks.TensorBoard(log_dir=str(model_dir / "logs"), update_freq="epoch")]
-    if best is not None:
-        callbacks.append(best)
+    # BestWeights before the checkpoint, so each epoch's checkpoint holds that epoch's selection.
+    callbacks = [nan_guard] + ([best] if best is not None else []) + [
+        checkpoint, keras.callbacks.TensorBoard(log_dir=str(own_dir / "logs"), update_freq="epoch")]
     if data.spec.crop_size and data.validation is not None:
         images, truths = next(iter(data.validation.unbatch().batch(4)))
-        callbacks.append(summaries.RefinementImages(model_dir / "logs", images.numpy(), truths.numpy(),
+        callbacks.append(summaries.RefinementImages(own_dir / "logs", images.numpy(), truths.numpy(),
                                                     every=max(1, config.epochs // 20)))
     callbacks += summaries.monitoring_callbacks(config, data, model_dir / "logs")
 
+    def training_data(from_epoch, stream, finite):
+        """Epoch-keyed stream where the loader has one (exact resumes), else the finite pipeline."""
+        if stream is not None:
+            return dict(x=stream(from_epoch), steps_per_epoch=steps_per_epoch)
+        logging.warning("the %s loader has no epoch-keyed pipeline: a resumed run sees other batches "
+                        "than an uninterrupted one", config.data.loader)
+        return dict(x=finite)
+
     train_started = time.time()
-    history = model.fit(data.train, validation_data=data.validation, validation_freq=config.validation_every,
-                        epochs=config.epochs, shuffle=False,
-                        initial_epoch=min(initial_epoch, config.epochs), callbacks=callbacks, verbose=verbose)
-    history_log = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    epochs_run = len(history.epoch)
+    history_log: Dict[str, list] = {}
+    epochs_run = 0
+    if initial_epoch < config.epochs:
+        history = model.fit(**training_data(initial_epoch, data.train_from_epoch, data.train),
+                            validation_data=data.validation, validation_freq=config.validation_every,
+                            epochs=config.epochs, shuffle=False, initial_epoch=initial_epoch,
+                            callbacks=callbacks, verbose=verbose)
+        history_log = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        epochs_run = len(history.epoch)
+    elif best is not None and (initial_epoch == config.epochs or not config.final_epochs_on_all_training_data):
+        best.apply(model)  # what the uninterrupted run's first fit ended with
     if config.final_epochs_on_all_training_data and not nan_guard.failure:
         # The validation rows join training now, so model selection stops here.
         callbacks = [c for c in callbacks if c is not best]
-        more = model.fit(data.train_and_validation, epochs=config.epochs + config.final_epochs_on_all_training_data,
-                         shuffle=False, initial_epoch=max(initial_epoch, config.epochs), callbacks=callbacks,
-                         verbose=verbose)
+        first = max(initial_epoch, config.epochs)
+        more = model.fit(**training_data(first, data.train_and_validation_from_epoch, data.train_and_validation),
+                         epochs=config.epochs + config.final_epochs_on_all_training_data,
+                         shuffle=False, initial_epoch=first, callbacks=callbacks, verbose=verbose)
         for k, vs in more.history.items():
             history_log.setdefault(k, []).extend(float(v) for v in vs)
         epochs_run += len(more.epoch)
@@ -353,7 +481,7 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
             f"training stopped: a loss became non-finite at {nan_guard.failure}. The last good "
             f"checkpoint is intact: {checkpoint.manager.latest_checkpoint or '(none yet)'}. "
             "Lower the learning rate or the refinement step size and rerun.")
-    tf.train.Checkpoint(model=model).write(str(model_dir / FINAL_WEIGHTS))
+    write_checkpoint_atomically(tf.train.Checkpoint(model=model), own_dir / FINAL_WEIGHTS)
 
     record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose)
     record.update({
@@ -364,9 +492,6 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
         "history": history_log,
         "wall_seconds": round(time.time() - started, 2),
     })
-    if results_path:
-        results.write_json(results_path, record)
-        logging.info("wrote %s", results_path)
     return record
 
 

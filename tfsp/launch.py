@@ -42,6 +42,10 @@ flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
                   "2 one line per epoch and per evaluation; auto = 1.")
 flags.DEFINE_string("export_dir", None, "If set: write a SavedModel for TF Serving to <export_dir>/<next version>/ "
                     "after training (or, with --mode=export, from the weights in --model_dir).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: default (one device), mirrored (all local devices) or "
+                  "multi_worker (the workers in TF_CONFIG; only the chief writes results and "
+                  "checkpoints). See launch/multi_worker.sh.")
 flags.DEFINE_multi_string("set", [], "Any config field, e.g. --set data.validation_fraction=0.1 "
                           "--set value_net.hidden=[300].")
 
@@ -107,7 +111,7 @@ def main(argv):
     try:
         if FLAGS.mode == "train":
             record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
-                                    verbose=verbose)
+                                    verbose=verbose, strategy=FLAGS.strategy)
         else:
             record = experiment.evaluate_saved(config, model_dir, results_path,
                                                step_curve_steps=FLAGS.step_curve, verbose=verbose)
@@ -118,7 +122,7 @@ def main(argv):
     summary = {"metrics": record["metrics"], **({"metrics_inference_net": record["metrics_inference_net"]}
                                                 if "metrics_inference_net" in record else {})}
     print(f"{name}: {summary}" + (f" (train {record['train_seconds']} s)" if "train_seconds" in record else ""))
-    if results_path:
+    if results_path and record.get("strategy", {}).get("chief", True):
         print(f"results: {results_path}")
     if FLAGS.export_dir:
         return export_saved(config, model_dir)

@@ -18,6 +18,24 @@ def _he_normal(fan_in_seed=None):
     return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal", seed=fan_in_seed)
 
 
+@keras.saving.register_keras_serializable("tfsp")
+class ReplicaDropout(keras.layers.Dropout):
+    """keras.layers.Dropout with its own mask on every replica under tf.distribute.
+
+    Keras' Dropout seeds its masks from a SeedGenerator whose state every replica shares,
+    so all replicas would drop the same positions; here the replica id is folded into
+    the seed. With one replica it is exactly keras.layers.Dropout.
+    """
+
+    def call(self, inputs, training=False):
+        context = tf.distribute.get_replica_context()
+        if not (training and self.rate > 0) or context is None or context.num_replicas_in_sync == 1:
+            return super().call(inputs, training=training)
+        seed = tf.random.experimental.stateless_fold_in(tf.cast(self.seed_generator.next(), tf.int64),
+                                                        context.replica_id_in_sync_group)
+        return tf.nn.experimental.stateless_dropout(inputs, self.rate, seed, noise_shape=self.noise_shape)
+
+
 class ValueNetwork(keras.Model):
     """Interface of every value / energy network D(x, y) -> logits [B]."""
 
@@ -58,7 +76,7 @@ class MultiLabelEnergy(ValueNetwork):
             keras.layers.Dense(h, activation="softplus", kernel_initializer=_he_normal(),
                                kernel_regularizer=reg, name=f"feature_{i}")
             for i, h in enumerate(self.hidden)]
-        self.feature_dropout = keras.layers.Dropout(self.dropout) if self.dropout else None
+        self.feature_dropout = ReplicaDropout(self.dropout) if self.dropout else None
         width = self.hidden[-1] if self.spen_second_layer else self.num_labels
         self.local_potentials = keras.layers.Dense(width, kernel_initializer=_he_normal(),
                                                    kernel_regularizer=reg, name="local")
@@ -114,7 +132,7 @@ class MultiLabelMLP(keras.Model):
             self.hidden_layers.append(keras.layers.Dense(h, activation=activation,
                                                          kernel_regularizer=reg, name=f"hidden_{i}"))
             if self.dropout:
-                self.hidden_layers.append(keras.layers.Dropout(self.dropout, name=f"dropout_{i}"))
+                self.hidden_layers.append(ReplicaDropout(self.dropout, name=f"dropout_{i}"))
         self.logits = keras.layers.Dense(self.num_labels, kernel_regularizer=reg, name="logits")
 
     def call(self, x, training=False):
@@ -196,7 +214,7 @@ class ConvValueNet(ValueNetwork):
         self.flatten = keras.layers.Flatten()
         self.hidden = [keras.layers.Dense(d, activation="relu", name=f"dense_{i}")
                        for i, d in enumerate(self.dense)]
-        self.dropout_layer = keras.layers.Dropout(self.dropout)
+        self.dropout_layer = ReplicaDropout(self.dropout)
         self.output_logit = keras.layers.Dense(1, name="value")
 
     def precompute(self, x, training=False):

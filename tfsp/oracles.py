@@ -91,7 +91,7 @@ def soft_pixel_accuracy(y, y_true):
     y = _with_class_axis(tf.convert_to_tensor(y, tf.float32))
     y_true = _with_class_axis(tf.cast(y_true, tf.float32))
     agreement = tf.reduce_sum(tf.minimum(y, y_true), axis=-1)
-    return tf.reduce_mean(tf.reshape(agreement, [tf.shape(agreement)[0], -1]), axis=1)
+    return tf.reduce_mean(agreement, axis=tf.range(1, tf.rank(agreement)))
 
 
 def pixel_accuracy(y, y_true):
@@ -99,7 +99,7 @@ def pixel_accuracy(y, y_true):
     y = _with_class_axis(tf.convert_to_tensor(y, tf.float32))
     y_true = _with_class_axis(tf.cast(y_true, tf.float32))
     correct = tf.cast(tf.equal(tf.argmax(y, axis=-1), tf.argmax(y_true, axis=-1)), tf.float32)
-    return tf.reduce_mean(tf.reshape(correct, [tf.shape(correct)[0], -1]), axis=1)
+    return tf.reduce_mean(correct, axis=tf.range(1, tf.rank(correct)))
 
 
 ORACLES = {

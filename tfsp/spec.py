@@ -67,7 +67,7 @@ class TaskSpec:
             per_position = tf.nn.softmax_cross_entropy_with_logits(labels=y_true, logits=logits)
         else:
             per_position = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=logits)
-        return tf.reduce_mean(tf.reshape(per_position, [tf.shape(logits)[0], -1]), axis=1)
+        return tf.reduce_mean(per_position, axis=tf.range(1, tf.rank(per_position)))
 
 
 def example_f1_percent(y_discrete, y_true):

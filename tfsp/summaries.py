@@ -10,6 +10,7 @@ from typing import Sequence
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 # Class colours of the LFW part labels (hair red, face green, background blue).
 CLASS_COLOURS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
@@ -113,6 +114,7 @@ class SampleValues(keras.callbacks.Callback):
         self.x = tf.constant(x)
         self.y = tf.constant(y, tf.float32)
         self.every = max(1, int(every))
+        self._warned = False
 
     def outputs_by_kind(self):
         model = self.model
@@ -121,12 +123,20 @@ class SampleValues(keras.callbacks.Callback):
         kinds = {"ground_truth": self.y,
                  ("inference_net" if "y_inference_net" in extras else "start"): start,
                  "prediction": model.infer(self.x)["y"]}
-        saved = tf.identity(model.seed_generator.state)
+        if model.distribute_strategy.num_replicas_in_sync > 1:
+            # The sampling generator lives on the replicas; drawing from it here, outside a
+            # replica context, is not allowed, so generated samples are shown for one-replica runs.
+            if not self._warned:
+                logging.warning("TensorBoard sample histograms: generated samples are skipped "
+                                "under %d replicas", model.distribute_strategy.num_replicas_in_sync)
+                self._warned = True
+            return x, kinds
+        saved = tf.identity(model.sampling_rng.state)
         try:
             for kind, y in model.generate_samples(x, self.y).items():
                 kinds.setdefault(kind, y)
         finally:
-            model.seed_generator.state.assign(saved)
+            model.sampling_rng.state.assign(saved)  # training draws what it would have drawn
         return x, kinds
 
     def on_epoch_end(self, epoch, logs=None):

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from tfsp.data import epochs
 from tfsp.data.errors import DataError
 
 PathOrBytes = Union[str, os.PathLike, bytes]
@@ -290,8 +291,8 @@ def segmentation_dataset(
     crop_size: int | None = 24,
     flip: bool = True,
     seed: int,
-    shuffle_buffer: int | None = None,
     drop_remainder: bool = False,
+    first_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``(image, label)`` pairs.
 
@@ -300,8 +301,7 @@ def segmentation_dataset(
       labels: float32 ``[N, H, W, C]``: C=1 binary mask (horses) or C=3
         one-hot (LFW parts).
       batch_size: examples per batch.
-      training: if True, shuffle (buffer ``shuffle_buffer``, default N, i.e. a
-        full shuffle; reshuffled every epoch), take a random
+      training: if True, shuffle (a full permutation, new every epoch), take a random
         ``crop_size`` x ``crop_size`` window (the same for image and label;
         ``crop_size=None`` keeps the full image) and, if ``flip``, flip image
         and label left-right together with probability 1/2. If False, yield
@@ -309,6 +309,10 @@ def segmentation_dataset(
       seed: seeds the shuffle and the stateless crop/flip ops; two datasets
         built with the same arguments yield the same batches, epoch by epoch.
       drop_remainder: drop a last partial batch.
+      first_epoch: training only. None: one epoch per iteration of the dataset;
+        k: an endless stream of epochs k, k + 1, ... whose randomness depends on
+        (seed, epoch) alone (see :mod:`tfsp.data.epochs`), so a resumed run sees
+        the batches an uninterrupted one would.
     """
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.float32)
@@ -322,23 +326,18 @@ def segmentation_dataset(
         raise ValueError("no examples")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if not training:
+        ds = tf.data.Dataset.from_tensor_slices((images, labels))
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
     if crop_size is not None and not (0 < crop_size <= min(h, w)):
         raise ValueError(f"crop_size {crop_size} does not fit images of size {h}x{w}")
-    buffer = n if shuffle_buffer is None else int(shuffle_buffer)
-    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    # One int64 per example from a seeded stream that changes (reproducibly)
-    # every epoch; it seeds the stateless crop and flip for that example.
-    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip((ds, randoms))
     ch, cw = (h, w) if crop_size is None else (crop_size, crop_size)
+    images_t, labels_t = tf.constant(images), tf.constant(labels)
 
-    def augment(pair, r):
-        image, label = pair
-        op_seeds = tf.random.experimental.stateless_split(tf.stack([r, tf.constant(seed, tf.int64)]), num=2)
+    def augment(index, example_key):
+        image, label = tf.gather(images_t, index), tf.gather(labels_t, index)
+        op_seeds = tf.random.experimental.stateless_split(example_key, num=2)
         both = tf.concat([image, label], axis=-1)
         if crop_size is not None:
             both = tf.image.stateless_random_crop(both, [ch, cw, c_img + c_lab], seed=op_seeds[0])
@@ -347,5 +346,13 @@ def segmentation_dataset(
         both = tf.ensure_shape(both, [ch, cw, c_img + c_lab])
         return both[..., :c_img], both[..., c_img:]
 
-    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    def make_epoch(key):
+        # The order and one key per example (its crop and flip) are functions of the epoch's key.
+        order_key, example_keys = tf.unstack(tf.random.experimental.stateless_split(key, num=2))
+        per_example = tf.random.experimental.stateless_split(example_keys, num=n)
+        epoch = tf.data.Dataset.from_tensor_slices((epochs.permutation(n, order_key), per_example))
+        epoch = epoch.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return epoch.batch(batch_size, drop_remainder=drop_remainder)
+
+    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    return epochs.epochs(make_epoch, seed, num_batches, first_epoch=first_epoch)

@@ -6,6 +6,14 @@ any). This base class turns them into `infer` (refinement, on crops for
 segmentation), `predict_step` and `test_step`, tracks every loss term and
 metric with `keras.metrics.Mean` (so values aggregate correctly over batches
 and replicas), and owns the input standardization and the refinement configs.
+
+Replication (tf.distribute): a `train_step` runs once per replica on that replica's
+part of the global batch, and the optimizers sum the replicas' gradients. So every
+loss term is the replica's *share* of the global-batch mean (`GlobalBatch.mean`:
+sum over the local examples / global batch size), penalties are divided by the
+number of replicas (`GlobalBatch.penalty`), statistics passed to `track` are such
+shares too (`track` sums them over the replicas), and random numbers come from
+`self.uniform`, whose generator gives every replica its own stream.
 """
 
 from __future__ import annotations
@@ -22,10 +30,50 @@ from tfsp.spec import TaskSpec
 
 
 def per_example_mean(values):
-    """[B] stays; [B, ...] per-position values are averaged per example."""
+    """[B] stays; [B, ...] per-position values are averaged per example (also for B = 0)."""
     if values.shape.rank == 1:
         return values
-    return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+    return tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+
+
+def _replica_context():
+    """The replica context of a multi-replica step, or None (one replica, or cross-replica code)."""
+    context = tf.distribute.get_replica_context()
+    return context if context is not None and context.num_replicas_in_sync > 1 else None
+
+
+def step_logs(results: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """What a train/test step returns. Keras averages the replicas' step outputs under
+    MultiWorkerMirroredStrategy with reduce(MEAN, axis=0), which needs an axis, so there
+    each scalar gets one (epoch-end logs are read from the metrics and stay scalars)."""
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(value, [1]) for name, value in results.items()}
+    return results
+
+
+class GlobalBatch:
+    """One replica's part of a training step's global batch (all replicas' examples together).
+
+    Keras optimizers sum the replicas' gradients, so a loss built from `mean` and
+    `penalty` has the gradient of the global-batch loss, whatever the number of
+    replicas and however unevenly the batch was split (a replica may get no examples).
+    """
+
+    def __init__(self, local_size):
+        context = _replica_context()
+        local = tf.cast(local_size, tf.float32)
+        self.num_replicas = context.num_replicas_in_sync if context is not None else 1
+        self.size = context.all_reduce(tf.distribute.ReduceOp.SUM, local) if context is not None else local
+
+    def mean(self, values):
+        """This replica's share of the global-batch mean of per-example values
+        ([B], or [B, ...] averaged per example first)."""
+        return tf.reduce_sum(per_example_mean(values)) / self.size
+
+    def penalty(self, losses):
+        """This replica's share of penalties that do not depend on the batch (e.g. weight decay)."""
+        losses = list(losses)
+        return tf.add_n(losses) / self.num_replicas if losses else 0.0
 
 
 class Standardize(keras.layers.Layer):
@@ -105,7 +153,10 @@ class StructuredModel(keras.Model):
         self.seed = int(seed)
         self.standardize = (Standardize(spec.feature_mean, spec.feature_std, name="standardize")
                             if spec.feature_mean is not None else None)
-        self.seed_generator = keras.random.SeedGenerator(self.seed, name="sampling_seed")
+        # A tf.random.Generator made in the strategy's scope gives each replica its own stream,
+        # and its state is part of the model's checkpoints, so a resumed run draws what an
+        # uninterrupted one would have drawn.
+        self.sampling_rng = tf.random.Generator.from_seed(self.seed)
         self.train_trackers: Dict[str, keras.metrics.Mean] = {"loss": keras.metrics.Mean(name="loss")}
         self.eval_trackers: Dict[str, keras.metrics.Metric] = {}
         for prefix in self.prediction_kinds():
@@ -236,12 +287,33 @@ class StructuredModel(keras.Model):
         for name in names:
             self.train_trackers[name] = keras.metrics.Mean(name=name)
 
-    def track(self, **values) -> None:
-        for name, value in values.items():
+    def global_batch(self, x) -> GlobalBatch:
+        return GlobalBatch(tf.shape(x)[0])
+
+    def track(self, **shares) -> None:
+        """Records this step's statistics, each given as this replica's share of its
+        global-batch value (`GlobalBatch.mean`, or a loss built from shares); the shares
+        are summed over the replicas, so every replica records the global value."""
+        shares = {name: tf.cast(value, tf.float32) for name, value in shares.items()}
+        context = _replica_context()
+        if context is not None:
+            shares = context.all_reduce(tf.distribute.ReduceOp.SUM, shares)
+        for name, value in shares.items():
             self.train_trackers[name].update_state(value)
 
     def train_results(self):
-        return {name: tracker.result() for name, tracker in self.train_trackers.items()}
+        return step_logs({name: tracker.result() for name, tracker in self.train_trackers.items()})
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy, Keras fetches a first batch here and averages it with
+        # strategy.reduce, which fails for (x, y) batches under MultiWorkerMirroredStrategy.
+        # experiment.build() has made every variable, so the build needs no batch then.
+        built = all(layer.built for layer in self._flatten_layers())
+        if iterator is not None and built and getattr(self, "_distribute_strategy", None) is not None:
+            with self.distribute_strategy.scope():
+                self._symbolic_build(data_batch=None)
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def call(self, x, training=False):
         return self.infer(x, training=training)["y"]
@@ -254,18 +326,31 @@ class StructuredModel(keras.Model):
         kinds = {"": outputs["y"]}
         if "y_inference_net" in outputs:
             kinds["inference_net_"] = outputs["y_inference_net"]
+        sums = {}  # metric -> (numerator, denominator) summed over this replica's examples
         for prefix, y in kinds.items():
             y_discrete = oracles.binarize(y, self.spec.multiclass)
             for name, fn in self.spec.metrics.items():
-                self.eval_trackers[prefix + name].update_state(fn(y_discrete, y_true))
+                values = fn(y_discrete, y_true)
+                sums[prefix + name] = (tf.reduce_sum(values), tf.cast(tf.size(values), tf.float32))
             for name, (numerator, denominator) in self.spec.ratio_metrics.items():
-                self.eval_trackers[prefix + name].update_state(numerator(y_discrete, y_true),
-                                                               denominator(y_discrete, y_true))
+                sums[prefix + name] = (tf.reduce_sum(numerator(y_discrete, y_true)),
+                                       tf.reduce_sum(denominator(y_discrete, y_true)))
+        # Keras reports a step's outputs averaged over replicas; summing the sums first makes
+        # every replica's metrics those of the global batch (exact also for uneven splits).
+        context = _replica_context()
+        if context is not None:
+            sums = context.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+        for name, (numerator, denominator) in sums.items():
+            tracker = self.eval_trackers[name]
+            if isinstance(tracker, RatioMetric):
+                tracker.update_state(numerator, denominator)
+            else:
+                tracker.update_state(tf.math.divide_no_nan(numerator, denominator), sample_weight=denominator)
 
     def test_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         self.update_eval_metrics(self.infer(x), y_true)
-        return {name: tracker.result() for name, tracker in self.eval_trackers.items()}
+        return step_logs({name: tracker.result() for name, tracker in self.eval_trackers.items()})
 
     def predict_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
@@ -275,7 +360,8 @@ class StructuredModel(keras.Model):
 
     # ----- helpers shared by the sampling methods --------------------------------------------
     def uniform(self, shape):
-        return keras.random.uniform(shape, seed=self.seed_generator)
+        """U[0, 1) draws from the sampling generator: distinct on every replica."""
+        return self.sampling_rng.uniform(shape)
 
     def adversarial_samples(self, regression_loss_fn, value_fn, y_true, y_start,
                             config: AdversarialConfig):

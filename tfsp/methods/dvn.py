@@ -70,6 +70,7 @@ class DVN(StructuredModel):
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         x = self.prepare_inputs(x)
+        batch = self.global_batch(x)
         samples = self.generate_samples(x, y_true)
         targets = {kind: self.spec.oracle_fn(y, y_true) for kind, y in samples.items()}
         with tf.GradientTape() as tape:
@@ -77,20 +78,21 @@ class DVN(StructuredModel):
             losses = {}
             for kind, y in samples.items():
                 logits = self.value_net.score(context, y, training=True)
-                losses[kind] = tf.reduce_mean(
+                losses[kind] = batch.mean(
                     tf.nn.sigmoid_cross_entropy_with_logits(labels=targets[kind], logits=logits))
             # A weighted mean, so enabling another kind of tuple does not scale the step size.
             data_loss = tf.add_n([self.sample_weights[k] * v for k, v in losses.items()]) / sum(
                 self.sample_weights.values())
-            total = data_loss + tf.add_n(self.value_net.losses) if self.value_net.losses else data_loss
+            total = data_loss + batch.penalty(self.value_net.losses)
         variables = self.value_net.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
 
-        self.track(loss=total)
-        self.track(**{f"loss_{k}": v for k, v in losses.items()})
-        self.track(**{f"oracle_{k}": tf.reduce_mean(v) for k, v in targets.items()})
         value_fn = self.value_map(context)
-        self.track(value_ground_truth=tf.reduce_mean(value_fn(y_true)))
+        statistics = {"loss": total}
+        statistics.update({f"loss_{k}": v for k, v in losses.items()})
+        statistics.update({f"oracle_{k}": batch.mean(v) for k, v in targets.items()})
+        statistics["value_ground_truth"] = batch.mean(value_fn(y_true))
         if "inference" in samples:
-            self.track(value_inference=tf.reduce_mean(value_fn(samples["inference"])))
+            statistics["value_inference"] = batch.mean(value_fn(samples["inference"]))
+        self.track(**statistics)
         return self.train_results()

@@ -24,12 +24,11 @@ class FeedForward(StructuredModel):
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         x = self.prepare_inputs(x)
+        batch = self.global_batch(x)
         with tf.GradientTape() as tape:
             logits = self.inference_net(x, training=True)
-            cross_entropy = tf.reduce_mean(self.spec.cross_entropy(y_true, logits))
-            total = cross_entropy
-            if self.inference_net.losses:
-                total += tf.add_n(self.inference_net.losses)
+            cross_entropy = batch.mean(self.spec.cross_entropy(y_true, logits))
+            total = cross_entropy + batch.penalty(self.inference_net.losses)
         variables = self.inference_net.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         self.track(loss=total, cross_entropy=cross_entropy)

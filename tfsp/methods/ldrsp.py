@@ -86,6 +86,7 @@ class LDRSP(StructuredModel):
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         x = self.prepare_inputs(x)
+        batch = self.global_batch(x)
         oracle = self.spec.oracle_fn
         samples = self.generate_samples(x, y_true)
         targets = {kind: oracle(y, y_true) for kind, y in samples.items()}
@@ -96,13 +97,12 @@ class LDRSP(StructuredModel):
         with tf.GradientTape() as tape:
             d = self.value_map(self.value_net.precompute(x, training=True), training=True)
             value_truth = d(y_true)
-            d_terms = {"ground_truth": tf.reduce_mean(_half_squared_error(value_truth, 1.0))}
+            d_terms = {"ground_truth": batch.mean(_half_squared_error(value_truth, 1.0))}
             for kind, y in samples.items():
-                d_terms[kind] = tf.reduce_mean(_half_squared_error(d(y), targets[kind]))
+                d_terms[kind] = batch.mean(_half_squared_error(d(y), targets[kind]))
             d_loss = d_terms["ground_truth"] + tf.add_n(
                 [weights[kind] * d_terms[kind] for kind in samples])
-            if self.value_net.losses:
-                d_loss += tf.add_n(self.value_net.losses)
+            d_loss += batch.penalty(self.value_net.losses)
         d_variables = self.value_net.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
 
@@ -110,19 +110,18 @@ class LDRSP(StructuredModel):
         d_fixed = self.value_map(self.value_net.precompute(x))
         with tf.GradientTape() as tape:
             logits = self.inference_net(x, training=True)
-            g_cross_entropy = tf.reduce_mean(self.spec.cross_entropy(y_true, logits))
+            g_cross_entropy = batch.mean(self.spec.cross_entropy(y_true, logits))
             value_g = d_fixed(self.spec.output_probabilities(logits))
-            g_adversarial = tf.reduce_mean(_half_squared_error(value_g, 1.0))
+            g_adversarial = batch.mean(_half_squared_error(value_g, 1.0))
             g_loss = g_cross_entropy + self.generator_adversarial_weight * g_adversarial
-            if self.inference_net.losses:
-                g_loss += tf.add_n(self.inference_net.losses)
+            g_loss += batch.penalty(self.inference_net.losses)
         g_variables = self.inference_net.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
 
         self.track(loss=d_loss + g_loss, d_loss=d_loss, g_loss=g_loss,
                    g_cross_entropy=g_cross_entropy, g_adversarial=g_adversarial,
-                   value_ground_truth=tf.reduce_mean(value_truth),
-                   value_inference_net=tf.reduce_mean(value_g))
-        self.track(**{f"d_{kind}": term for kind, term in d_terms.items()})
-        self.track(**{f"oracle_{kind}": tf.reduce_mean(t) for kind, t in targets.items()})
+                   value_ground_truth=batch.mean(value_truth),
+                   value_inference_net=batch.mean(value_g),
+                   **{f"d_{kind}": term for kind, term in d_terms.items()},
+                   **{f"oracle_{kind}": batch.mean(t) for kind, t in targets.items()})
         return self.train_results()

@@ -1,0 +1,96 @@
+"""A training run killed (SIGKILL) after an epoch checkpoint resumes when the same command
+is run again and ends with exactly the metrics of an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def launch_command(arff, xml, run_dir, results_dir):
+    # LDRSP exercises everything a resume must restore: two optimizers, the sampling generator
+    # (adversarial starts), dropout's random stream, the best-epoch selection and the data order.
+    return [sys.executable, "-m", "tfsp.launch", "--task=mlc", "--method=ldrsp", f"--arff={arff}",
+            f"--xml={xml}", f"--model_dir={run_dir}", f"--results_dir={results_dir}", "--epochs=5",
+            "--deterministic", "--seed=0", "--refine_steps=2", "--set", "train_refine.steps=2",
+            "--set", "data.batch_size=16", "--verbose=0"]
+
+
+def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tiny_mulan, tmp_path):
+    arff, xml = tiny_mulan
+    reference = subprocess.Popen(launch_command(arff, xml, tmp_path / "reference", tmp_path / "reference_results"),
+                                 cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = launch_command(arff, xml, tmp_path / "run", tmp_path / "results")
+    victim = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "run" / "checkpoints" / "checkpoint"  # written once a checkpoint is complete
+    try:
+        deadline = time.time() + 240
+        while not state.exists() and victim.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert victim.poll() is None, "the run ended before its first checkpoint:\n" + victim.stderr.read()[-3000:]
+        assert state.exists(), "no checkpoint within the time limit"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (tmp_path / "results" / "mlc-ldrsp.json").exists(), "killed after it had finished"
+
+    rerun = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    out, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err[-3000:]
+
+    resumed = json.loads((tmp_path / "results" / "mlc-ldrsp.json").read_text())
+    uninterrupted = json.loads((tmp_path / "reference_results" / "mlc-ldrsp.json").read_text())
+    assert resumed["initial_epoch"] >= 1 and resumed["initial_epoch"] + resumed["epochs_run"] == 5
+    assert uninterrupted["initial_epoch"] == 0
+    assert resumed["best_epoch"] == uninterrupted["best_epoch"]
+    for key in ("metrics", "metrics_inference_net"):
+        assert resumed[key].keys() == uninterrupted[key].keys()
+        for name, value in uninterrupted[key].items():
+            assert resumed[key][name] == pytest.approx(value, abs=1e-6), (key, name)
+    # The epochs both ran were trained identically.
+    first = resumed["initial_epoch"]
+    assert resumed["history"]["loss"] == pytest.approx(uninterrupted["history"]["loss"][first:], abs=1e-6)
+
+
+def test_training_epochs_depend_only_on_seed_and_epoch():
+    import numpy as np
+
+    from tfsp.data import epochs
+    from tfsp.data.images import segmentation_dataset
+
+    def batches(dataset, count):
+        return [tuple(t.numpy() for t in batch) for batch in dataset.take(count)]
+
+    x = np.arange(10, dtype=np.float32)[:, None]
+    y = 2 * x
+    from_start = batches(epochs.shuffled_batches((x, y), 4, seed=3, first_epoch=0), 9)  # 3 epochs of 3 batches
+    resumed = batches(epochs.shuffled_batches((x, y), 4, seed=3, first_epoch=2), 3)
+    for a, b in zip(from_start[6:], resumed):
+        np.testing.assert_array_equal(a[0], b[0])
+    orders = [np.concatenate([b[0] for b in from_start[3 * e:3 * e + 3]])[:, 0] for e in range(3)]
+    assert all(sorted(o) == list(range(10)) for o in orders) and not np.array_equal(orders[0], orders[1])
+    # The finite pipeline: one epoch per iteration, the same sequence of epochs for the same seed.
+    finite = epochs.shuffled_batches((x, y), 4, seed=3)
+    assert int(finite.cardinality()) == 3
+    again = epochs.shuffled_batches((x, y), 4, seed=3)
+    for _ in range(2):
+        np.testing.assert_array_equal(np.concatenate([b[0] for b in finite]), np.concatenate([b[0] for b in again]))
+
+    images = np.random.RandomState(0).rand(6, 8, 8, 3).astype(np.float32)
+    masks = (images[..., :1] > 0.5).astype(np.float32)
+    stream = batches(segmentation_dataset(images, masks, 4, training=True, crop_size=5, seed=1, first_epoch=0), 6)
+    later = batches(segmentation_dataset(images, masks, 4, training=True, crop_size=5, seed=1, first_epoch=2), 2)
+    for a, b in zip(stream[4:], later):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
