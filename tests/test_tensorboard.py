@@ -63,11 +63,11 @@ def test_segmentation_sample_values_and_refinement_images(tmp_path):
     masks = (rng.rand(3, 32, 32, 1) > 0.5).astype(np.float32)
     callbacks = [summaries.SampleValues(tmp_path, images[:, :24, :24], masks[:, :24, :24]),
                  summaries.RefinementImages(tmp_path, images, masks, every=1)]
-    state = model.seed_generator.state.numpy().copy()
+    state = model.sampling_rng.state.numpy().copy()
     for callback in callbacks:
         callback.set_model(model)
         callback.on_epoch_end(0)
-    np.testing.assert_array_equal(model.seed_generator.state.numpy(), state)  # training's RNG untouched
+    np.testing.assert_array_equal(model.sampling_rng.state.numpy(), state)  # training's RNG untouched
     tags = tags_by_run(tmp_path)
     for kind in ("ground_truth", "inference_net", "prediction", "refined", "adversarial"):
         assert tags["samples"][f"value/{kind}"] == "histograms", sorted(tags["samples"])
