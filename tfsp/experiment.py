@@ -23,12 +23,12 @@ from absl import logging
 from tfsp import oracles, results, summaries
 from tfsp.config import ExperimentConfig, NetworkConfig, OptimizerConfig
 from tfsp.datasets import TaskData, build_task_data
-from tfsp.methods import DVN, LDRSP, AdversarialConfig, FeedForward, StructuredModel
+from tfsp.methods import DVN, LDRSP, SPEN, AdversarialConfig, FeedForward, ImplicitEnergy, InfNet, StructuredModel
 from tfsp.networks import FCN, ConvValueNet, MultiLabelEnergy, MultiLabelMLP, PatchDiscriminator
 from tfsp.refine import RefineConfig
 from tfsp.spec import TaskSpec
 
-METHODS = ("feedforward", "dvn", "ldrsp")
+METHODS = ("feedforward", "dvn", "ldrsp", "spen", "infnet", "implicit")
 
 
 class TrainingDiverged(RuntimeError):
@@ -51,14 +51,14 @@ def build_value_network(spec: TaskSpec, config: NetworkConfig):
     raise ValueError(f"unknown value network kind {kind!r}; valid: ['energy', 'conv', 'patch']")
 
 
-def build_inference_network(spec: TaskSpec, config: NetworkConfig):
+def build_inference_network(spec: TaskSpec, config: NetworkConfig, name: str = "inference_net"):
     kind = config.kind or ("mlp" if len(spec.output_shape) == 1 else "fcn")
     if kind == "mlp":
         return MultiLabelMLP(spec.output_shape[0], hidden=config.hidden, activation=config.activation,
                              dropout=config.dropout, weight_decay=config.weight_decay,
-                             name="inference_net")
+                             name=name)
     if kind == "fcn":
-        return FCN(spec.output_shape[-1], filters=config.filters, name="inference_net")
+        return FCN(spec.output_shape[-1], filters=config.filters, name=name)
     raise ValueError(f"unknown inference network kind {kind!r}; valid: ['mlp', 'fcn']")
 
 
@@ -111,6 +111,30 @@ def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int)
         model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
                       g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
                       jit_compile=config.jit_compile)
+    elif algorithm == "spen":
+        model = SPEN(value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
+                     train_refine=_refine_config(config.train_refine, spec),
+                     pretrain_steps=int(round(config.pretrain_epochs * steps_per_epoch)), **common)
+        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
+    elif algorithm == "infnet":
+        model = InfNet(inference_net=build_inference_network(spec, config.inference_net),
+                       cost_augmented_net=build_inference_network(
+                           spec, config.inference_net, name="cost_augmented_net"),
+                       value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
+                       test_weight=config.infnet_test_weight,
+                       cross_entropy_weight=config.infnet_cross_entropy_weight, **common)
+        model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
+                      g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
+    elif algorithm == "implicit":
+        model = ImplicitEnergy(inference_net=build_inference_network(spec, config.inference_net),
+                               value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
+                               primary_loss=config.primary_loss,
+                               **dataclasses.asdict(config.implicit), **common)
+        model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
+                      g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
     else:
         raise ValueError(f"unknown algorithm {algorithm!r} for method {config.method!r}; "
                          f"valid: {list(METHODS)}")
@@ -123,7 +147,7 @@ def build(model: StructuredModel, spec: TaskSpec) -> None:
     shape = spec.input_shape
     if spec.crop_size:
         shape = (spec.crop_size, spec.crop_size, *shape[2:])
-    model.infer(tf.zeros((2, *shape)))
+    model.build_networks(tf.zeros((2, *shape)))
     for optimizer in model.optimizers().values():
         optimizer.build(model.trainable_variables)
 
@@ -259,6 +283,8 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "method": config.method,
         "metrics": {k: v for k, v in test_metrics.items() if not k.startswith(prefix)},
     }
+    if (config.algorithm or config.method) == "implicit":
+        record["variant"] = config.primary_loss  # the README table keeps one row per primary loss
     of_g = {k[len(prefix):]: v for k, v in test_metrics.items() if k.startswith(prefix)}
     if of_g:
         record["metrics_inference_net"] = of_g
