@@ -157,7 +157,8 @@ class ExperimentConfig:
     """implicit: the outer loss, ssvm | cd | dvn (--primary_loss)."""
     implicit: ImplicitSettings = dataclasses.field(default_factory=ImplicitSettings)
     pretrain_epochs: float = 0.0
-    """SPEN: epochs of logistic-loss pre-training of the feature network before SSVM training."""
+    """SPEN: epochs of logistic-loss pre-training of the feature network before SSVM training;
+    implicit: epochs with λ = 0 (A_θ on cross-entropy alone) while the energy already trains."""
     infnet_test_weight: float = 1.0
     """InfNet λ (Tu & Gimpel 2018 Eq. 5): weight of the test-time inference network's hinge."""
     infnet_cross_entropy_weight: float = 1.0

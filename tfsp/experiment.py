@@ -131,6 +131,7 @@ def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int)
         model = ImplicitEnergy(inference_net=build_inference_network(spec, config.inference_net),
                                value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
                                primary_loss=config.primary_loss,
+                               pretrain_steps=int(round(config.pretrain_epochs * steps_per_epoch)),
                                **dataclasses.asdict(config.implicit), **common)
         model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
                       g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),

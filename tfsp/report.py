@@ -91,6 +91,30 @@ def benchmark_table(results_dir: str) -> str:
     return "\n".join(lines)
 
 
+def epoch_benchmark_table(results_dir: str) -> str:
+    """Seconds per training epoch and per inference pass (launch/benchmark_epoch.py)."""
+    path = os.path.join(results_dir, "benchmark-bibtex-epoch.json")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        bench = json.load(f)
+    lines = ["", f"Seconds per Bibtex epoch, one run on one machine (`{bench['command']}`, load average "
+                 f"{bench['machine'].get('load_average_1_5_15min', '?')}); the paper's seconds are on its own hardware, "
+                 "compare the ratios:", "",
+             "| method | train s/epoch | ÷ DVN | inference s (test split) | ÷ DVN | inference net alone s | "
+             "paper train s/epoch | paper inference s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in bench["rows"]:
+        paper = row.get("paper") or {}
+        alone = row.get("inference_seconds_test_split_inference_net_alone")
+        lines.append(
+            f"| {row['method']} | {row['train_seconds_per_epoch']:.1f} | {row.get('train_ratio_to_dvn', float('nan')):.2f} | "
+            f"{row['inference_seconds_test_split']:.2f} | {row.get('inference_ratio_to_dvn', float('nan')):.2f} | "
+            f"{'–' if alone is None else f'{alone:.2f}'} | {paper.get('train_s_per_epoch', '–')} | "
+            f"{paper.get('inference_s', '–')} |")
+    return "\n".join(lines)
+
+
 def step_curve_figure(records: List[Dict], path: str) -> bool:
     curves = [r for r in records if "step_curve" in r]
     if not curves:
@@ -135,7 +159,8 @@ def update_readme(readme: str, table: str) -> None:
 def main(argv):
     del argv
     records = load_results(FLAGS.results_dir)
-    table = results_table(records) + "\n" + benchmark_table(FLAGS.results_dir)
+    table = (results_table(records) + "\n" + benchmark_table(FLAGS.results_dir)
+             + epoch_benchmark_table(FLAGS.results_dir))
     if os.path.exists(os.path.join(FLAGS.results_dir, "step_curves.png")) or FLAGS.figures:
         table += "\n\n![metric after each refinement step](results/step_curves.png)"
     if os.path.exists(os.path.join(FLAGS.results_dir, "horses-qualitative.png")):

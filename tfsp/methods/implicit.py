@@ -1,10 +1,11 @@
 """Implicit training of an energy model (Shankar & Piratla, "Implicit Training of Energy Model
 for Structured Prediction", Algorithm 1) as a bi-level problem:
 
-    inner:  θ*(φ) = argmin_θ L_aux(θ, φ) = CE(y*, A_θ(x)) + λ·E_φ(x, A_θ(x))
+    inner:  θ*(φ) = argmin_θ L_aux(θ, φ) = CE(y*, A_θ(x)) + λ·E_φ(x, A_θ(x))  (E per label, see aux_loss)
     outer:  min_φ L_prim(θ*(φ), φ)
 
-Each train_step runs T_inner gradient steps on θ (warm-started from the previous batch), then
+Each train_step runs T_inner gradient steps on θ (warm-started from the previous batch; λ = 0 for
+the first `pretrain_steps`, so A_θ starts as a cross-entropy classifier while E already learns), then
 updates φ with the implicit gradient
 
     dL_prim/dφ = ∂_φ L_prim − (∂_φ∂_θ L_aux) · (∂_θ∂_θ L_aux)⁻¹ · ∂_θ L_prim,
@@ -25,6 +26,7 @@ Prediction: A_θ(x) alone and A_θ(x) refined on V with refine().
 
 from __future__ import annotations
 
+import math
 from typing import Callable, List, NamedTuple, Sequence
 
 import keras
@@ -108,7 +110,8 @@ class ImplicitEnergy(StructuredModel):
 
     def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork, test_refine: RefineConfig,
                  primary_loss: str = "ssvm", inner_steps: int = 1, neumann_terms: int = 5,
-                 neumann_step: float = 0.01, energy_weight: float = 1.0, cd_samples: int = 10, **kwargs):
+                 neumann_step: float = 0.01, energy_weight: float = 1.0, cd_samples: int = 10,
+                 pretrain_steps: int = 0, **kwargs):
         super().__init__(spec, test_refine=test_refine, **kwargs)
         if primary_loss not in PRIMARY_LOSSES:
             raise ValueError(f"unknown primary_loss {primary_loss!r}; valid: {list(PRIMARY_LOSSES)}")
@@ -123,6 +126,7 @@ class ImplicitEnergy(StructuredModel):
         self.neumann_step = float(neumann_step)
         self.energy_weight = float(energy_weight)
         self.cd_samples = int(cd_samples)
+        self.pretrain_steps = int(pretrain_steps)
         self.add_train_statistics(["inner_loss", "outer_loss", "inner_cross_entropy", "grad_norm_direct",
                                    "grad_norm_implicit", "grad_norm_theta_primary", "oracle_inference_net"])
 
@@ -146,13 +150,22 @@ class ImplicitEnergy(StructuredModel):
         return lambda y: self.value_net.score(context, y, training=training)
 
     # ----- the two levels --------------------------------------------------------------------
+    def energy_weight_now(self):
+        """λ, or 0 while A_θ is pre-trained on cross-entropy alone (the first `pretrain_steps`)."""
+        pretraining = self.g_optimizer.iterations < self.pretrain_steps
+        return tf.where(pretraining, 0.0, self.energy_weight)
+
     def aux_loss(self, x, y_true, training=False):
-        """(L_aux, its cross-entropy part): CE(y*, A_θ(x)) + λ·E_φ(x, A_θ(x)), batch means."""
+        """(L_aux, its cross-entropy part): CE(y*, A_θ(x)) + λ·E_φ(x, A_θ(x)) / L, batch means.
+
+        CE is a mean over the L labels, so the energy (a sum over labels) is divided by L too:
+        λ then weighs the two terms alike whatever the number of labels."""
         logits = self.inference_net(x, training=training)
         cross_entropy = tf.reduce_mean(self.spec.cross_entropy(y_true, logits))
         value_fn = self.value_map(self.value_net.precompute(x))
-        energy = -tf.reduce_mean(value_fn(self.spec.output_probabilities(logits)))
-        loss = cross_entropy + self.energy_weight * energy
+        num_outputs = float(math.prod(self.spec.output_shape))
+        energy = -tf.reduce_mean(value_fn(self.spec.output_probabilities(logits))) / num_outputs
+        loss = cross_entropy + self.energy_weight_now() * energy
         if self.inference_net.losses:
             loss += tf.add_n(self.inference_net.losses)
         return loss, cross_entropy
