@@ -163,3 +163,13 @@ def test_launch_implicit_on_tiny_arff(tiny_mulan, tmp_path):
             tags.update(value.tag for value in event.summary.value)
     assert {"epoch_inner_loss", "epoch_outer_loss", "epoch_grad_norm_direct",
             "epoch_grad_norm_implicit"} <= tags, tags
+
+
+def test_select_on_names_the_valid_metrics(tiny_mulan, tmp_path):
+    from tfsp import config as config_lib
+
+    arff, xml = tiny_mulan
+    config = config_lib.resolve("mlc", "implicit", {"data": {"arff": str(arff), "xml": str(xml)}, "epochs": 1,
+                                                    "select_on": "nope"})
+    with pytest.raises(ValueError, match="inference_net_example_f1"):
+        experiment.run(config, str(tmp_path / "run"), None, verbose=0)

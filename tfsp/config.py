@@ -171,6 +171,9 @@ class ExperimentConfig:
     seed: int = 0
     select_best: bool = True
     """Keep the weights of the epoch with the best validation metric."""
+    select_on: str = ""
+    """The validation metric model selection maximizes: "" = the final prediction's primary metric;
+    e.g. "inference_net_example_f1" selects on the inference network alone."""
     jit_compile: bool = False
     deterministic: bool = False
     """tf.config.experimental.enable_op_determinism() (slower; exact reruns)."""

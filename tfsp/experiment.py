@@ -286,6 +286,8 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
     }
     if (config.algorithm or config.method) == "implicit":
         record["variant"] = config.primary_loss  # the README table keeps one row per primary loss
+    if config.select_on:
+        record["variant"] = (record.get("variant", "") + f" select {config.select_on}").strip()
     of_g = {k[len(prefix):]: v for k, v in test_metrics.items() if k.startswith(prefix)}
     if of_g:
         record["metrics_inference_net"] = of_g
@@ -320,7 +322,10 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
     checkpoint = EpochCheckpoint(model_dir / "checkpoints", model)
     initial_epoch = checkpoint.restore_latest()
     nan_guard = StopOnNonFinite()
-    monitor = "val_" + data.spec.primary_metric
+    monitor = "val_" + (config.select_on or data.spec.primary_metric)
+    if config.select_on and config.select_on not in model.eval_trackers:
+        raise ValueError(f"select_on={config.select_on!r} is not a metric of {config.method}; "
+                         f"valid: {sorted(model.eval_trackers)}")
     best = BestWeights(monitor) if (config.select_best and data.validation is not None) else None
     callbacks = [nan_guard, checkpoint,
                  keras.callbacks.TensorBoard(log_dir=str(model_dir / "logs"), update_freq="epoch")]
