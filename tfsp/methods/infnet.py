@@ -6,12 +6,14 @@ Structured Prediction", ICLR 2018), the joint min–max game of their Eq. 5:
 F is the cost-augmented inference network (it replaces cost-augmented gradient inference),
 A the test-time inference network. With V = −E (see spen.py) the two hinges are
 [Δ(F) + V(F) − V(y*)]₊ and [V(A) − V(y*)]₊. Steps alternate: F and A ascend the objective
-(plus `cross_entropy_weight`·cross-entropy to y*, the paper's stabilizing local term), then E
+(plus `cross_entropy_weight`·cross-entropy to y*, summed over labels: the paper's stabilizing local term), then E
 descends it with F(x), A(x) fixed. F and A are separate networks here (the paper also allows
 sharing parameters). Prediction: A(x) alone and A(x) refined on V.
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 import tensorflow as tf
@@ -72,8 +74,11 @@ class InfNet(EnergyValue, StructuredModel):
             logits_f = self.cost_augmented_net(x, training=True)
             logits_a = self.inference_net(x, training=True)
             hinge_f, hinge_a = self.game_objective(value_fixed, output(logits_f), output(logits_a), y_true)
-            cross_entropy = tf.reduce_mean(self.spec.cross_entropy(y_true, logits_f)
-                                           + self.spec.cross_entropy(y_true, logits_a))
+            # Summed over the outputs, like the energy hinges it is weighed against (spec.cross_entropy
+            # is a per-output mean, which left it too weak to keep A near the labels on Bibtex).
+            num_outputs = float(math.prod(self.spec.output_shape))
+            cross_entropy = num_outputs * tf.reduce_mean(self.spec.cross_entropy(y_true, logits_f)
+                                                         + self.spec.cross_entropy(y_true, logits_a))
             networks_loss = -(hinge_f + self.test_weight * hinge_a) + self.cross_entropy_weight * cross_entropy
             for net in nets:
                 if net.losses:
