@@ -49,10 +49,16 @@ def results_table(records: List[Dict]) -> str:
     """One row per (task, method, variant): mean ± sd over seeds when several files share it."""
     groups = defaultdict(list)
     for r in records:
-        groups[(r["task"], r["method"], r.get("variant", ""))].append(r)
+        groups[(r["task"], r["method"], r.get("variant", ""), r.get("epochs_run"))].append(r)
+    # Runs that differ only in their length are separate rows, labelled with it.
+    schedules = defaultdict(set)
+    for task, method, variant, epochs in groups:
+        schedules[(task, method, variant)].add(epochs)
     lines = ["| task | method | metric | refined / final | inference net alone | train s | seeds | files |",
              "|---|---|---|---|---|---|---|---|"]
-    for (task, method, variant), group in sorted(groups.items()):
+    for (task, method, variant, epochs), group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        if len(schedules[(task, method, variant)]) > 1:
+            variant = f"{variant}, {epochs} epochs".lstrip(", ")
         for metric in group[0]["metrics"]:
             final = [g["metrics"][metric] for g in group]
             alone = [g["metrics_inference_net"][metric] for g in group if "metrics_inference_net" in g]
