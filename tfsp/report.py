@@ -45,20 +45,42 @@ def _fmt(values: List[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
 
 
+def _flatten(config: Dict, prefix: str = "") -> Dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _signature(record: Dict):
+    """The run's configuration without the seed (the rows' grouping key), hashable."""
+    flat = _flatten(record.get("config", {}))
+    flat.pop("seed", None)
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in flat.items()))
+
+
 def results_table(records: List[Dict]) -> str:
-    """One row per (task, method, variant): mean ± sd over seeds when several files share it."""
+    """One row per (task, method, variant, configuration): mean ± sd over seeds when several files share it."""
     groups = defaultdict(list)
     for r in records:
-        groups[(r["task"], r["method"], r.get("variant", ""), r.get("epochs_run"))].append(r)
-    # Runs that differ only in their length are separate rows, labelled with it.
-    schedules = defaultdict(set)
-    for task, method, variant, epochs in groups:
-        schedules[(task, method, variant)].add(epochs)
+        groups[(r["task"], r["method"], r.get("variant", ""), _signature(r))].append(r)
+    # Rows of one method and variant whose configurations differ say how (e.g. "epochs=25").
+    siblings = defaultdict(list)
+    for key in groups:
+        siblings[key[:3]].append(dict(key[3]))
     lines = ["| task | method | metric | refined / final | inference net alone | train s | seeds | files |",
              "|---|---|---|---|---|---|---|---|"]
-    for (task, method, variant, epochs), group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        if len(schedules[(task, method, variant)]) > 1:
-            variant = f"{variant}, {epochs} epochs".lstrip(", ")
+    for (task, method, variant, signature), group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        others = siblings[(task, method, variant)]
+        if len(others) > 1:
+            # Fields only some files have (added to the code later) are not differences.
+            shared = set.intersection(*(set(o) for o in others))
+            differing = sorted(k for k in shared if len({o[k] for o in others}) > 1)
+            settings = dict(signature)
+            variant = ", ".join([variant] * bool(variant) + [f"{k}={settings.get(k)}" for k in differing])
         for metric in group[0]["metrics"]:
             final = [g["metrics"][metric] for g in group]
             alone = [g["metrics_inference_net"][metric] for g in group if "metrics_inference_net" in g]
