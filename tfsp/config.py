@@ -107,11 +107,26 @@ class AdversarialSettings:
 
 
 @dataclasses.dataclass
+class ImplicitSettings:
+    """The implicit trainer (Shankar & Piratla, Algorithm 1)."""
+    inner_steps: int = 1
+    """T_inner: gradient steps on the inference network θ per batch."""
+    neumann_terms: int = 5
+    """J: terms of the von Neumann series for the inverse-Hessian-vector product."""
+    neumann_step: float = 0.01
+    """α of the series α·Σ_j (I − αH)^j v (needs α < 2/λ_max(H))."""
+    energy_weight: float = 1.0
+    """λ in L_aux = CE(y, A_θ(x)) + λ·E_φ(x, A_θ(x))."""
+    cd_samples: int = 10
+    """K: Bernoulli samples of A_θ(x) per example in the contrastive-divergence loss."""
+
+
+@dataclasses.dataclass
 class ExperimentConfig:
     task: str = ""
     method: str = ""
     algorithm: str = ""
-    """The method class (feedforward | dvn | ldrsp) when the method's name differs (e.g. fcn)."""
+    """The method class (feedforward | dvn | ldrsp | spen | infnet | implicit) when the method's name differs (e.g. fcn)."""
     oracle: str = ""
     """Override the task's oracle for this method (e.g. per_position_f1 for a patch discriminator)."""
     crop_mode: str = "average"
@@ -138,6 +153,16 @@ class ExperimentConfig:
     """LDRSP λ_v: weight of refined samples in D's loss."""
     adversarial_weight: float = 1.0
     """LDRSP β_v: weight of adversarial samples in D's loss."""
+    primary_loss: str = "ssvm"
+    """implicit: the outer loss, ssvm | cd | dvn (--primary_loss)."""
+    implicit: ImplicitSettings = dataclasses.field(default_factory=ImplicitSettings)
+    pretrain_epochs: float = 0.0
+    """SPEN: epochs of logistic-loss pre-training of the feature network before SSVM training;
+    implicit: epochs with λ = 0 (A_θ on cross-entropy alone) while the energy already trains."""
+    infnet_test_weight: float = 1.0
+    """InfNet λ (Tu & Gimpel 2018 Eq. 5): weight of the test-time inference network's hinge."""
+    infnet_cross_entropy_weight: float = 1.0
+    """InfNet: weight of the cross-entropy of F(x) and A(x) to y* in the networks' objective."""
     epochs: int = 10
     final_epochs_on_all_training_data: int = 0
     """After `epochs`, this many more on train ∪ validation (the published DVN schedule)."""
@@ -146,6 +171,9 @@ class ExperimentConfig:
     seed: int = 0
     select_best: bool = True
     """Keep the weights of the epoch with the best validation metric."""
+    select_on: str = ""
+    """The validation metric model selection maximizes: "" = the final prediction's primary metric;
+    e.g. "inference_net_example_f1" selects on the inference network alone."""
     jit_compile: bool = False
     deterministic: bool = False
     """tf.config.experimental.enable_op_determinism() (slower; exact reruns)."""

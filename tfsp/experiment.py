@@ -25,12 +25,12 @@ from absl import logging
 from tfsp import crops, oracles, results, summaries
 from tfsp.config import ExperimentConfig, NetworkConfig, OptimizerConfig
 from tfsp.datasets import TaskData, build_task_data
-from tfsp.methods import DVN, LDRSP, AdversarialConfig, FeedForward, StructuredModel
+from tfsp.methods import DVN, LDRSP, SPEN, AdversarialConfig, FeedForward, ImplicitEnergy, InfNet, StructuredModel
 from tfsp.networks import FCN, ConvValueNet, MultiLabelEnergy, MultiLabelMLP, PatchDiscriminator
 from tfsp.refine import RefineConfig
 from tfsp.spec import TaskSpec
 
-METHODS = ("feedforward", "dvn", "ldrsp")
+METHODS = ("feedforward", "dvn", "ldrsp", "spen", "infnet", "implicit")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -54,14 +54,14 @@ def build_value_network(spec: TaskSpec, config: NetworkConfig):
     raise ValueError(f"unknown value network kind {kind!r}; valid: ['energy', 'conv', 'patch']")
 
 
-def build_inference_network(spec: TaskSpec, config: NetworkConfig):
+def build_inference_network(spec: TaskSpec, config: NetworkConfig, name: str = "inference_net"):
     kind = config.kind or ("mlp" if len(spec.output_shape) == 1 else "fcn")
     if kind == "mlp":
         return MultiLabelMLP(spec.output_shape[0], hidden=config.hidden, activation=config.activation,
                              dropout=config.dropout, weight_decay=config.weight_decay,
-                             name="inference_net")
+                             name=name)
     if kind == "fcn":
-        return FCN(spec.output_shape[-1], filters=config.filters, name="inference_net")
+        return FCN(spec.output_shape[-1], filters=config.filters, name=name)
     raise ValueError(f"unknown inference network kind {kind!r}; valid: ['mlp', 'fcn']")
 
 
@@ -114,6 +114,31 @@ def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int)
         model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
                       g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
                       jit_compile=config.jit_compile)
+    elif algorithm == "spen":
+        model = SPEN(value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
+                     train_refine=_refine_config(config.train_refine, spec),
+                     pretrain_steps=int(round(config.pretrain_epochs * steps_per_epoch)), **common)
+        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
+    elif algorithm == "infnet":
+        model = InfNet(inference_net=build_inference_network(spec, config.inference_net),
+                       cost_augmented_net=build_inference_network(
+                           spec, config.inference_net, name="cost_augmented_net"),
+                       value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
+                       test_weight=config.infnet_test_weight,
+                       cross_entropy_weight=config.infnet_cross_entropy_weight, **common)
+        model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
+                      g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
+    elif algorithm == "implicit":
+        model = ImplicitEnergy(inference_net=build_inference_network(spec, config.inference_net),
+                               value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
+                               primary_loss=config.primary_loss,
+                               pretrain_steps=int(round(config.pretrain_epochs * steps_per_epoch)),
+                               **dataclasses.asdict(config.implicit), **common)
+        model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
+                      g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
     else:
         raise ValueError(f"unknown algorithm {algorithm!r} for method {config.method!r}; "
                          f"valid: {list(METHODS)}")
@@ -126,7 +151,7 @@ def build(model: StructuredModel, spec: TaskSpec) -> None:
     shape = spec.input_shape
     if spec.crop_size:
         shape = (spec.crop_size, spec.crop_size, *shape[2:])
-    model.infer(tf.zeros((2, *shape)))
+    model.build_networks(tf.zeros((2, *shape)))
     # Networks used through precompute/score rather than __call__ are not marked built by
     # Keras although infer() made all their variables: mark every container whose layers
     # are all built (innermost first), so fit needs no sample batch to build the model.
@@ -355,6 +380,10 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "method": config.method,
         "metrics": {k: v for k, v in test_metrics.items() if not k.startswith(prefix)},
     }
+    if (config.algorithm or config.method) == "implicit":
+        record["variant"] = config.primary_loss  # the README table keeps one row per primary loss
+    if config.select_on:
+        record["variant"] = (record.get("variant", "") + f" select {config.select_on}").strip()
     of_g = {k[len(prefix):]: v for k, v in test_metrics.items() if k.startswith(prefix)}
     if of_g:
         record["metrics_inference_net"] = of_g
@@ -428,7 +457,10 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
     data, model = _setup(config, strategy)
     steps_per_epoch = int(data.train.cardinality().numpy())
 
-    monitor = "val_" + data.spec.primary_metric
+    monitor = "val_" + (config.select_on or data.spec.primary_metric)
+    if config.select_on and config.select_on not in model.eval_trackers:
+        raise ValueError(f"select_on={config.select_on!r} is not a metric of {config.method}; "
+                         f"valid: {sorted(model.eval_trackers)}")
     best = (BestWeights(model, monitor) if (config.select_best and data.validation is not None) else None)
     checkpoint = EpochCheckpoint(model_dir / "checkpoints", model,
                                  extra={"best_weights": best.state} if best is not None else None,
@@ -442,7 +474,7 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         images, truths = next(iter(data.validation.unbatch().batch(4)))
         callbacks.append(summaries.RefinementImages(own_dir / "logs", images.numpy(), truths.numpy(),
                                                     every=max(1, config.epochs // 20)))
-    callbacks += summaries.monitoring_callbacks(config, data, model_dir / "logs")
+    callbacks += summaries.monitoring_callbacks(config, data, own_dir / "logs")
 
     def training_data(from_epoch, stream, finite):
         """Epoch-keyed stream where the loader has one (exact resumes), else the finite pipeline."""

@@ -34,6 +34,8 @@ flags.DEFINE_integer("batch_size", None, "Training batch size.")
 flags.DEFINE_float("learning_rate", None, "Learning rate of every optimizer of the method.")
 flags.DEFINE_integer("refine_steps", None, "Test-time refinement steps.")
 flags.DEFINE_float("refine_step_size", None, "Test-time refinement step size η.")
+flags.DEFINE_enum("primary_loss", None, ["ssvm", "cd", "dvn"],
+                  "--method=implicit: the outer (primary) loss; results go to <task>-implicit-<loss>.json.")
 flags.DEFINE_integer("seed", None, "Random seed (weights, shuffling, sampling).")
 flags.DEFINE_bool("deterministic", None, "Enable TF op determinism (exact reruns, slower).")
 flags.DEFINE_integer("step_curve", 0, "If > 0: also record the test metric after each refinement step 0..N.")
@@ -69,6 +71,8 @@ def overrides_from_flags():
         overrides["epochs"] = FLAGS.epochs
     if FLAGS.seed is not None:
         overrides["seed"] = FLAGS.seed
+    if FLAGS.primary_loss is not None:
+        overrides["primary_loss"] = FLAGS.primary_loss
     if FLAGS.deterministic is not None:
         overrides["deterministic"] = FLAGS.deterministic
     if FLAGS.learning_rate is not None:
@@ -99,7 +103,8 @@ def main(argv):
     from tfsp import experiment
     from tfsp.data.errors import DataError
 
-    name = f"{config.task}-{config.method}{FLAGS.results_suffix}"
+    loss = f"-{config.primary_loss}" if (config.algorithm or config.method) == "implicit" else ""
+    name = f"{config.task}-{config.method}{loss}{FLAGS.results_suffix}"
     model_dir = FLAGS.model_dir or f"runs/{name}"
     results_path = f"{FLAGS.results_dir}/{name}.json" if FLAGS.results_dir else None
     verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)

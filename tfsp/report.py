@@ -52,14 +52,42 @@ def _fmt(values: List[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
 
 
+def _flatten(config: Dict, prefix: str = "") -> Dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _signature(record: Dict):
+    """The run's configuration without the seed (the rows' grouping key), hashable."""
+    flat = _flatten(record.get("config", {}))
+    flat.pop("seed", None)
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in flat.items()))
+
+
 def results_table(records: List[Dict]) -> str:
-    """One row per (task, method, variant): mean ± sd over seeds when several files share it."""
+    """One row per (task, method, variant, configuration): mean ± sd over seeds when several files share it."""
     groups = defaultdict(list)
     for r in records:
-        groups[(r["task"], r["method"], r.get("variant", ""))].append(r)
+        groups[(r["task"], r["method"], r.get("variant", ""), _signature(r))].append(r)
+    # Rows of one method and variant whose configurations differ say how (e.g. "epochs=25").
+    siblings = defaultdict(list)
+    for key in groups:
+        siblings[key[:3]].append(dict(key[3]))
     lines = ["| task | method | metric | refined / final | inference net alone | train s | seeds | files |",
              "|---|---|---|---|---|---|---|---|"]
-    for (task, method, variant), group in sorted(groups.items()):
+    for (task, method, variant, signature), group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        others = siblings[(task, method, variant)]
+        if len(others) > 1:
+            # Fields only some files have (added to the code later) are not differences.
+            shared = set.intersection(*(set(o) for o in others))
+            differing = sorted(k for k in shared if len({o[k] for o in others}) > 1)
+            settings = dict(signature)
+            variant = ", ".join([variant] * bool(variant) + [f"{k}={settings.get(k)}" for k in differing])
         for metric in group[0]["metrics"]:
             final = [g["metrics"][metric] for g in group]
             alone = [g["metrics_inference_net"][metric] for g in group if "metrics_inference_net" in g]
@@ -122,6 +150,30 @@ def segmentation_benchmark_tables(results_dir: str) -> str:
             lines.append(line)
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+def epoch_benchmark_table(results_dir: str) -> str:
+    """Seconds per training epoch and per inference pass (launch/benchmark_epoch.py)."""
+    path = os.path.join(results_dir, "benchmark-bibtex-epoch.json")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        bench = json.load(f)
+    lines = ["", f"Seconds per Bibtex epoch, one run on one machine (`{bench['command']}`, load average "
+                 f"{bench['machine'].get('load_average_1_5_15min', '?')}); the paper's seconds are on its own hardware, "
+                 "compare the ratios:", "",
+             "| method | train s/epoch | ÷ DVN | inference s (test split) | ÷ DVN | inference net alone s | "
+             "paper train s/epoch | paper inference s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in bench["rows"]:
+        paper = row.get("paper") or {}
+        alone = row.get("inference_seconds_test_split_inference_net_alone")
+        lines.append(
+            f"| {row['method']} | {row['train_seconds_per_epoch']:.1f} | {row.get('train_ratio_to_dvn', float('nan')):.2f} | "
+            f"{row['inference_seconds_test_split']:.2f} | {row.get('inference_ratio_to_dvn', float('nan')):.2f} | "
+            f"{'–' if alone is None else f'{alone:.2f}'} | {paper.get('train_s_per_epoch', '–')} | "
+            f"{paper.get('inference_s', '–')} |")
+    return "\n".join(lines)
 
 
 def step_curve_figure(records: List[Dict], path: str) -> bool:
@@ -289,6 +341,7 @@ def main(argv):
     if FLAGS.qualitative:
         written += qualitative_figures(records, FLAGS.results_dir, FLAGS.qualitative_data_dir)
     table = (results_table(records) + "\n" + benchmark_table(FLAGS.results_dir)
+             + epoch_benchmark_table(FLAGS.results_dir)
              + "\n" + segmentation_benchmark_tables(FLAGS.results_dir))
     links = figure_links(FLAGS.results_dir)
     if links:

@@ -204,6 +204,11 @@ class StructuredModel(keras.Model):
         return {name: getattr(self, name) for name in ("optimizer", "d_optimizer", "g_optimizer")
                 if getattr(self, name, None) is not None}
 
+    def build_networks(self, x) -> None:
+        """Creates every network's variables from a batch of raw x: those `infer` uses, and
+        those only training uses (overridden, e.g. by InfNet's cost-augmented network)."""
+        self.infer(x)
+
     # ----- prediction --------------------------------------------------------------------------
     def _infer_whole(self, x, training, return_trajectory):
         y0, outputs = self.initial_output(x, training=training)

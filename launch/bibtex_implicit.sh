@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Reproduces results/bibtex-{implicit-*,spen,infnet}.json and results/benchmark-bibtex-epoch.json
+# on real Bibtex, one run at a time (the commands that wrote the committed files, in order).
+#
+#   DATA=/path/to/folder/with/mulan/bibtex bash launch/bibtex_implicit.sh
+#
+# The epochs were sized so that each run finishes in about ten minutes on a shared 2-core machine;
+# none of these schedules is converged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-${TFSP_DATA_DIR:-../shared/data}}
+RUNS=${RUNS:-runs}
+export TF_NUM_INTRAOP_THREADS=${TF_NUM_INTRAOP_THREADS:-1}
+
+implicit() {  # loss epochs name-suffix [flags...]
+  local loss=$1 epochs=$2 suffix=$3; shift 3
+  python -m tfsp.launch --task=bibtex --method=implicit --primary_loss="$loss" --data_dir="$DATA" \
+    --model_dir="$RUNS/bibtex-implicit-$loss$suffix" --results_suffix="$suffix" --epochs="$epochs" --verbose=2 "$@"
+}
+SELECT_A=(--set select_on=inference_net_example_f1)
+
+implicit cd 15 ""
+implicit ssvm 15 ""
+implicit dvn 15 ""
+python -m tfsp.launch --task=bibtex --method=spen --data_dir="$DATA" --model_dir="$RUNS/bibtex-spen" --verbose=2
+python -m tfsp.launch --task=bibtex --method=infnet --data_dir="$DATA" --model_dir="$RUNS/bibtex-infnet" \
+  --epochs=25 --verbose=2
+implicit cd 20 -select-inference-net "${SELECT_A[@]}"
+python launch/benchmark_epoch.py --data_dir="$DATA" --output=results/benchmark-bibtex-epoch.json
+implicit dvn 25 -25epochs
+implicit cd 20 -lambda10-alpha0.05 "${SELECT_A[@]}" --set implicit.energy_weight=10 --set implicit.neumann_step=0.05
+implicit ssvm 20 -select-inference-net "${SELECT_A[@]}"
+python -m tfsp.report --results_dir=results --readme=README.md

@@ -1,0 +1,175 @@
+"""The implicit trainer and its baselines: the implicit gradient against closed forms and finite
+differences, each new method learning on synthetic correlated labels, and the launcher end to end."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_methods import chance_f1, method_config, synthetic_task
+from tfsp import experiment
+from tfsp.methods import implicit_gradient
+
+
+# ----- the implicit gradient -------------------------------------------------------------------
+def quadratic_problem(seed=0, n=4, m=3):
+    """L_aux = ½θᵀAθ − θᵀBφ (θ* = A⁻¹Bφ), L_prim = ½‖θ − c‖² + ½‖φ‖²·0.1."""
+    rng = np.random.RandomState(seed)
+    q = rng.randn(n, n)
+    a = q @ q.T + n * np.eye(n)
+    b, c, phi0 = rng.randn(n, m), rng.randn(n), rng.randn(m)
+    theta_star = np.linalg.solve(a, b @ phi0)
+    analytic = b.T @ np.linalg.solve(a, theta_star - c) + 0.1 * phi0
+    theta = tf.Variable(theta_star)
+    phi = tf.Variable(phi0)
+    a_t, b_t, c_t = (tf.constant(v) for v in (a, b, c))
+
+    def aux():
+        return 0.5 * tf.tensordot(theta, tf.linalg.matvec(a_t, theta), 1) - tf.tensordot(
+            theta, tf.linalg.matvec(b_t, phi), 1)
+
+    def primary():
+        return 0.5 * tf.reduce_sum(tf.square(theta - c_t)) + 0.05 * tf.reduce_sum(tf.square(phi))
+
+    return aux, primary, theta, phi, analytic, 1.0 / np.linalg.eigvalsh(a).max()
+
+
+def test_quadratic_implicit_gradient_converges_to_the_closed_form():
+    aux, primary, theta, phi, analytic, alpha = quadratic_problem()
+    errors = []
+    for terms in (0, 5, 20, 80, 300):
+        result = implicit_gradient(aux, primary, [theta], [phi], terms, alpha)
+        errors.append(float(np.linalg.norm(result.total[0].numpy() - analytic)))
+    assert all(later <= earlier + 1e-12 for earlier, later in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-6 * np.linalg.norm(analytic), errors
+    # The direct term alone is ∂_φ L_prim = 0.1 φ.
+    np.testing.assert_allclose(result.direct[0].numpy(), 0.1 * phi.numpy())
+
+
+def test_implicit_gradient_matches_finite_differences_on_a_tiny_network():
+    """θ: a logistic regression with L2 (strongly convex inner problem) plus λ·E_φ(σ(xθ)), a tiny
+    energy whose weights are φ; L_prim: a hinge-free smooth loss of θ*(φ) and φ."""
+    rng = np.random.RandomState(1)
+    x = tf.constant(rng.randn(30, 4))
+    y = tf.constant((rng.rand(30, 3) < 0.4).astype(np.float64))
+    theta = tf.Variable(0.1 * rng.randn(4, 3))
+    phi = tf.Variable(0.3 * rng.randn(3, 2))
+    weight_decay, lam = 0.5, 0.1
+
+    def aux():
+        logits = tf.matmul(x, theta)
+        y_hat = tf.sigmoid(logits)
+        cross_entropy = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits))
+        energy = tf.reduce_mean(tf.reduce_sum(tf.nn.softplus(tf.matmul(y_hat, phi)), axis=1))
+        return cross_entropy + lam * energy + 0.5 * weight_decay * tf.reduce_sum(tf.square(theta))
+
+    def primary():
+        y_hat = tf.sigmoid(tf.matmul(x, theta))
+        score = tf.reduce_sum(tf.matmul(y_hat, phi), axis=1) - tf.reduce_sum(tf.matmul(y, phi), axis=1)
+        return tf.reduce_mean(tf.square(y_hat - y)) + tf.reduce_mean(tf.square(score)) * 0.1
+
+    @tf.function
+    def solve_inner(steps=tf.constant(3000)):
+        for _ in tf.range(steps):
+            with tf.GradientTape() as tape:
+                loss = aux()
+            theta.assign_sub(0.5 * tape.gradient(loss, theta))
+        return loss
+
+    solve_inner()
+    phi0, theta0 = phi.numpy().copy(), theta.numpy().copy()
+    result = implicit_gradient(aux, primary, [theta], [phi], 200, 0.5)
+
+    eps = 1e-4
+    numeric = np.zeros_like(phi0)
+    for index in np.ndindex(*phi0.shape):
+        values = []
+        for sign in (1.0, -1.0):
+            shifted = phi0.copy()
+            shifted[index] += sign * eps
+            phi.assign(shifted)
+            theta.assign(theta0)
+            solve_inner(tf.constant(1500))
+            values.append(float(primary()))
+        numeric[index] = (values[0] - values[1]) / (2 * eps)
+    phi.assign(phi0)
+    np.testing.assert_allclose(result.total[0].numpy(), numeric, rtol=2e-3, atol=1e-6)
+    # The implicit term matters here: the direct term alone is measurably off.
+    assert np.abs(result.direct[0].numpy() - numeric).max() > 10 * np.abs(result.total[0].numpy() - numeric).max()
+
+
+# ----- the methods learn -----------------------------------------------------------------------
+NEW_METHODS = [
+    ("implicit", {"primary_loss": "ssvm"}),
+    ("implicit", {"primary_loss": "cd"}),
+    ("implicit", {"primary_loss": "dvn"}),
+    ("spen", {"pretrain_epochs": 2}),
+    ("infnet", {}),
+]
+
+
+@pytest.mark.parametrize("method,overrides", NEW_METHODS, ids=lambda v: str(v))
+def test_new_method_learns(method, overrides):
+    spec, train, test, y = synthetic_task()
+    config = method_config(method, **overrides)
+    tf.keras.utils.set_random_seed(0)
+    model = experiment.build_method(config, spec, steps_per_epoch=15)
+    history = model.fit(train, epochs=6, verbose=0, shuffle=False)
+    # The loss each method descends: the energy's hinge after pre-training for SPEN, the inner
+    # cross-entropy of the inference net for the game / bi-level methods.
+    curve = {"implicit": "inner_cross_entropy", "spen": "hinge", "infnet": "cross_entropy"}[method]
+    losses = history.history[curve]
+    first = 2 if method == "spen" else 0
+    assert losses[-1] < losses[first], (curve, losses)
+    metrics = experiment.evaluate(model, test)
+    chance = chance_f1(y[300:])
+    assert metrics["example_f1"] > chance + 20, (metrics, chance)
+    if method != "spen":
+        assert metrics["inference_net_example_f1"] > chance + 20, (metrics, chance)
+    if method == "implicit":
+        assert {"inner_loss", "outer_loss", "grad_norm_direct", "grad_norm_implicit"} <= set(history.history)
+        assert history.history["grad_norm_implicit"][-1] > 0
+    outputs = model.predict(test, verbose=0)
+    assert outputs["y"].shape == (100, 8)
+    assert ((outputs["y"] >= 0) & (outputs["y"] <= 1)).all()
+
+
+def test_unknown_primary_loss_is_an_error():
+    spec, *_ = synthetic_task()
+    with pytest.raises(ValueError, match="primary_loss.*ssvm"):
+        experiment.build_method(method_config("implicit", primary_loss="nope"), spec, steps_per_epoch=2)
+
+
+# ----- the launcher ----------------------------------------------------------------------------
+def test_launch_implicit_on_tiny_arff(tiny_mulan, tmp_path):
+    arff, xml = tiny_mulan
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfsp.launch", "--task=mlc", "--method=implicit", "--primary_loss=cd",
+         f"--arff={arff}", f"--xml={xml}", f"--model_dir={tmp_path / 'run'}",
+         f"--results_dir={tmp_path / 'results'}", "--epochs=2", "--refine_steps=3",
+         "--set", "implicit.neumann_terms=2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "mlc-implicit-cd.json").read_text())
+    assert record["variant"] == "cd" and record["config"]["primary_loss"] == "cd"
+    assert 0 <= record["metrics"]["example_f1"] <= 100
+    assert 0 <= record["metrics_inference_net"]["example_f1"] <= 100
+    tags = set()
+    for path in (tmp_path / "run" / "logs").rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"epoch_inner_loss", "epoch_outer_loss", "epoch_grad_norm_direct",
+            "epoch_grad_norm_implicit"} <= tags, tags
+
+
+def test_select_on_names_the_valid_metrics(tiny_mulan, tmp_path):
+    from tfsp import config as config_lib
+
+    arff, xml = tiny_mulan
+    config = config_lib.resolve("mlc", "implicit", {"data": {"arff": str(arff), "xml": str(xml)}, "epochs": 1,
+                                                    "select_on": "nope"})
+    with pytest.raises(ValueError, match="inference_net_example_f1"):
+        experiment.run(config, str(tmp_path / "run"), None, verbose=0)

@@ -1,0 +1,235 @@
+"""Implicit training of an energy model (Shankar & Piratla, "Implicit Training of Energy Model
+for Structured Prediction", Algorithm 1) as a bi-level problem:
+
+    inner:  θ*(φ) = argmin_θ L_aux(θ, φ) = CE(y*, A_θ(x)) + λ·E_φ(x, A_θ(x))  (E per label, see aux_loss)
+    outer:  min_φ L_prim(θ*(φ), φ)
+
+Each train_step runs T_inner gradient steps on θ (warm-started from the previous batch; λ = 0 for
+the first `pretrain_steps`, so A_θ starts as a cross-entropy classifier while E already learns), then
+updates φ with the implicit gradient
+
+    dL_prim/dφ = ∂_φ L_prim − (∂_φ∂_θ L_aux) · (∂_θ∂_θ L_aux)⁻¹ · ∂_θ L_prim,
+
+where H⁻¹v is the von Neumann series α·Σ_{j≤J} (I − αH)^j v and every Hessian-vector and
+mixed product is a back-over-back product of nested GradientTapes (`implicit_gradient`):
+no Hessian is ever formed, and the memory cost is that of a few extra backward passes.
+
+E = −V with V the MultiLabelEnergy score (spen.py). Primary losses (`primary_loss`):
+  ssvm: [Δ(ȳ, y*) + V(ȳ) − V(y*)]₊ with ȳ = A_θ(x), Δ = 1 − F1;
+  cd:   −log softmax_k V(y_k) at k = 0 over y_0 = y* and K samples y_k ~ Bernoulli(A_θ(x));
+        the samples carry a straight-through gradient to θ (y_k = A + sg(b − A)), otherwise
+        ∂_θ L_prim and with it the implicit term would be identically zero;
+  dvn:  the DVN value regression: sigmoid cross-entropy of V(ŷ) against the oracle F1(ŷ, y*)
+        for ŷ = A_θ(x), and against 1 for y* (V is then ascended through a sigmoid).
+Prediction: A_θ(x) alone and A_θ(x) refined on V with refine().
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, List, NamedTuple, Sequence
+
+import keras
+import tensorflow as tf
+
+from tfsp.methods.base import StructuredModel
+from tfsp.methods.spen import ssvm_hinge
+from tfsp.networks import ValueNetwork
+from tfsp.refine import RefineConfig
+
+PRIMARY_LOSSES = ("ssvm", "cd", "dvn")
+
+
+class ImplicitGradient(NamedTuple):
+    total: List[tf.Tensor]
+    """dL_prim/dφ, one tensor per φ variable."""
+    direct: List[tf.Tensor]
+    """∂_φ L_prim."""
+    implicit: List[tf.Tensor]
+    """−(∂_φ∂_θ L_aux)·H⁻¹·∂_θ L_prim."""
+    theta_gradient: List[tf.Tensor]
+    """∂_θ L_prim (the vector v of the series)."""
+
+
+def _zeros_gradient(tape, target, sources, output_gradients=None):
+    return tape.gradient(target, sources, output_gradients=output_gradients,
+                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def _global_norm(tensors: Sequence[tf.Tensor]):
+    return tf.linalg.global_norm(list(tensors))
+
+
+def implicit_gradient(aux_loss_fn: Callable[[], tf.Tensor], primary_loss_fn: Callable[[], tf.Tensor],
+                      theta_vars: Sequence[tf.Variable], phi_vars: Sequence[tf.Variable],
+                      neumann_terms: int, neumann_step: float) -> ImplicitGradient:
+    """The hyper-gradient of L_prim through the inner optimum θ*(φ), at the current θ.
+
+    aux_loss_fn / primary_loss_fn: scalar losses computed from the current variable values
+    (called several times; they must be deterministic, e.g. no dropout, fixed samples).
+    neumann_terms J and neumann_step α: H⁻¹v ≈ α·Σ_{j=0..J} (I − αH)^j v, which converges
+    when 0 < α < 2/λ_max(H) for a positive-definite H.
+    """
+    theta_vars, phi_vars = list(theta_vars), list(phi_vars)
+    with tf.GradientTape(persistent=True) as tape:
+        primary = primary_loss_fn()
+    direct = _zeros_gradient(tape, primary, phi_vars)
+    v = _zeros_gradient(tape, primary, theta_vars)
+    del tape
+
+    def hessian_vector_product(vector):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                aux = aux_loss_fn()
+            gradient = _zeros_gradient(inner, aux, theta_vars)
+        return _zeros_gradient(outer, gradient, theta_vars, output_gradients=list(vector))
+
+    alpha = tf.constant(float(neumann_step), theta_vars[0].dtype)
+
+    def body(j, term, total):
+        hv = hessian_vector_product(term)
+        term = [t - alpha * h for t, h in zip(term, hv)]
+        return j + 1, term, [s + t for s, t in zip(total, term)]
+
+    _, _, series = tf.while_loop(lambda j, term, total: j < neumann_terms, body,
+                                 (tf.constant(0), v, v), maximum_iterations=int(neumann_terms))
+    inverse_hvp = [alpha * s for s in series]
+
+    # Mixed product (∂_φ∂_θ L_aux)·p = ∂_φ [(∂_θ L_aux) · p] with p held constant.
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            aux = aux_loss_fn()
+        gradient_theta = _zeros_gradient(inner, aux, theta_vars)
+    mixed = _zeros_gradient(outer, gradient_theta, phi_vars, output_gradients=inverse_hvp)
+    implicit = [-m for m in mixed]
+    total = [d + i for d, i in zip(direct, implicit)]
+    return ImplicitGradient(total=total, direct=direct, implicit=implicit, theta_gradient=v)
+
+
+class ImplicitEnergy(StructuredModel):
+
+    def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork, test_refine: RefineConfig,
+                 primary_loss: str = "ssvm", inner_steps: int = 1, neumann_terms: int = 5,
+                 neumann_step: float = 0.01, energy_weight: float = 1.0, cd_samples: int = 10,
+                 pretrain_steps: int = 0, **kwargs):
+        super().__init__(spec, test_refine=test_refine, **kwargs)
+        if primary_loss not in PRIMARY_LOSSES:
+            raise ValueError(f"unknown primary_loss {primary_loss!r}; valid: {list(PRIMARY_LOSSES)}")
+        if inner_steps < 0 or neumann_terms < 0 or cd_samples < 1:
+            raise ValueError(f"implicit: inner_steps ({inner_steps}) and neumann_terms ({neumann_terms}) "
+                             f"must be >= 0 and cd_samples ({cd_samples}) >= 1")
+        self.inference_net = inference_net
+        self.value_net = value_net
+        self.primary_loss = primary_loss
+        self.inner_steps = int(inner_steps)
+        self.neumann_terms = int(neumann_terms)
+        self.neumann_step = float(neumann_step)
+        self.energy_weight = float(energy_weight)
+        self.cd_samples = int(cd_samples)
+        self.pretrain_steps = int(pretrain_steps)
+        self.add_train_statistics(["inner_loss", "outer_loss", "inner_cross_entropy", "grad_norm_direct",
+                                   "grad_norm_implicit", "grad_norm_theta_primary", "oracle_inference_net"])
+
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        """`d_optimizer` is the outer optimizer (energy φ), `g_optimizer` the inner one (A's θ)."""
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3)
+
+    def prediction_kinds(self):
+        return ("", "inference_net_")
+
+    def initial_output(self, x, training=False):
+        y_a = self.spec.output_probabilities(self.inference_net(x, training=training))
+        return y_a, {"y_inference_net": y_a}
+
+    def value_map(self, context, training=False):
+        """V(x, ·): the raw score (E = −V); through a sigmoid for the DVN loss, whose V estimates F1."""
+        if self.primary_loss == "dvn":
+            return super().value_map(context, training=training)
+        return lambda y: self.value_net.score(context, y, training=training)
+
+    # ----- the two levels --------------------------------------------------------------------
+    def energy_weight_now(self):
+        """λ, or 0 while A_θ is pre-trained on cross-entropy alone (the first `pretrain_steps`)."""
+        pretraining = self.g_optimizer.iterations < self.pretrain_steps
+        return tf.where(pretraining, 0.0, self.energy_weight)
+
+    def aux_loss(self, x, y_true, training=False):
+        """(L_aux, its cross-entropy part): CE(y*, A_θ(x)) + λ·E_φ(x, A_θ(x)) / L, batch means.
+
+        CE is a mean over the L labels, so the energy (a sum over labels) is divided by L too:
+        λ then weighs the two terms alike whatever the number of labels."""
+        logits = self.inference_net(x, training=training)
+        cross_entropy = tf.reduce_mean(self.spec.cross_entropy(y_true, logits))
+        value_fn = self.value_map(self.value_net.precompute(x))
+        num_outputs = float(math.prod(self.spec.output_shape))
+        energy = -tf.reduce_mean(value_fn(self.spec.output_probabilities(logits))) / num_outputs
+        loss = cross_entropy + self.energy_weight_now() * energy
+        if self.inference_net.losses:
+            loss += tf.add_n(self.inference_net.losses)
+        return loss, cross_entropy
+
+    def bernoulli_noise(self, x):
+        """Uniform noise [B, K, L] fixing the CD samples of one step (the losses are re-evaluated)."""
+        return self.uniform(tf.concat([[tf.shape(x)[0], self.cd_samples], self.spec.output_shape], 0))
+
+    def primary(self, x, y_true, noise=None):
+        """L_prim(θ, φ): batch mean of the chosen primary loss plus the energy's regularization."""
+        y_a = self.spec.output_probabilities(self.inference_net(x))
+        context = self.value_net.precompute(x)
+        if self.primary_loss == "ssvm":
+            loss = tf.reduce_mean(ssvm_hinge(self.spec, self.value_map(context), y_a, y_true))
+        elif self.primary_loss == "cd":
+            binary = tf.cast(noise < y_a[:, tf.newaxis], tf.float32)
+            samples = y_a[:, tf.newaxis] + tf.stop_gradient(binary - y_a[:, tf.newaxis])  # straight-through
+            candidates = tf.concat([y_true[:, tf.newaxis], samples], axis=1)  # [B, K + 1, L], y* first
+            k = self.cd_samples + 1
+            flat = tf.reshape(candidates, [-1, *self.spec.output_shape])
+            # The context of each example repeated for its K + 1 candidates (no labels² tensors).
+            scores = tf.reshape(self.value_net.score(tf.repeat(context, k, axis=0), flat), [-1, k])
+            loss = tf.reduce_mean(tf.reduce_logsumexp(scores, axis=1) - scores[:, 0])
+        else:
+            target = tf.stop_gradient(self.spec.oracle_fn(y_a, y_true))
+            logits_a = self.value_net.score(context, y_a)
+            logits_truth = self.value_net.score(context, y_true)
+            loss = 0.5 * tf.reduce_mean(
+                tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits_a)
+                + tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(logits_truth), logits=logits_truth))
+        if self.value_net.losses:
+            loss += tf.add_n(self.value_net.losses)
+        return loss
+
+    def train_step(self, data):
+        x, y_true = data[0], tf.cast(data[1], tf.float32)
+        x = self.prepare_inputs(x)
+        theta = self.inference_net.trainable_variables
+        phi = self.value_net.trainable_variables
+
+        # Inner problem: T_inner steps on θ with φ fixed.
+        def inner_step(i, last_loss, last_cross_entropy):
+            with tf.GradientTape() as tape:
+                loss, cross_entropy = self.aux_loss(x, y_true, training=True)
+            self.g_optimizer.apply_gradients(zip(tape.gradient(loss, theta), theta))
+            return i + 1, loss, cross_entropy
+
+        _, inner_loss, inner_cross_entropy = tf.while_loop(
+            lambda i, *_: i < self.inner_steps, inner_step, (tf.constant(0), tf.constant(0.0), tf.constant(0.0)),
+            maximum_iterations=self.inner_steps)
+
+        # Outer problem: φ along the implicit gradient at the current θ.
+        noise = self.bernoulli_noise(x) if self.primary_loss == "cd" else None
+        gradient = implicit_gradient(lambda: self.aux_loss(x, y_true)[0],
+                                     lambda: self.primary(x, y_true, noise), theta, phi,
+                                     self.neumann_terms, self.neumann_step)
+        outer_loss = self.primary(x, y_true, noise)
+        self.d_optimizer.apply_gradients(zip(gradient.total, phi))
+
+        y_a = self.spec.output_probabilities(self.inference_net(x))
+        self.track(loss=outer_loss, inner_loss=inner_loss, outer_loss=outer_loss,
+                   inner_cross_entropy=inner_cross_entropy,
+                   grad_norm_direct=_global_norm(gradient.direct),
+                   grad_norm_implicit=_global_norm(gradient.implicit),
+                   grad_norm_theta_primary=_global_norm(gradient.theta_gradient),
+                   oracle_inference_net=tf.reduce_mean(self.spec.oracle_fn(y_a, y_true)))
+        return self.train_results()

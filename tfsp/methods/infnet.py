@@ -1,0 +1,104 @@
+"""Inference networks for SPENs (Tu & Gimpel, "Learning Approximate Inference Networks for
+Structured Prediction", ICLR 2018), the joint min–max game of their Eq. 5:
+
+    min_E  max_{F, A}  Σ [Δ(F(x), y*) − E(x, F(x)) + E(x, y*)]₊ + λ [−E(x, A(x)) + E(x, y*)]₊
+
+F is the cost-augmented inference network (it replaces cost-augmented gradient inference),
+A the test-time inference network. With V = −E (see spen.py) the two hinges are
+[Δ(F) + V(F) − V(y*)]₊ and [V(A) − V(y*)]₊. Steps alternate: F and A ascend the objective
+(plus `cross_entropy_weight`·cross-entropy to y*, summed over labels: the paper's stabilizing local term), then E
+descends it with F(x), A(x) fixed. F and A are separate networks here (the paper also allows
+sharing parameters). Prediction: A(x) alone and A(x) refined on V.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from tfsp.methods.base import StructuredModel
+from tfsp.methods.spen import EnergyValue, cost, ssvm_hinge
+from tfsp.networks import ValueNetwork
+from tfsp.refine import RefineConfig
+
+
+class InfNet(EnergyValue, StructuredModel):
+
+    def __init__(self, spec, inference_net: keras.Model, cost_augmented_net: keras.Model,
+                 value_net: ValueNetwork, test_refine: RefineConfig,
+                 test_weight: float = 1.0,  # λ of Eq. 5
+                 cross_entropy_weight: float = 1.0, **kwargs):
+        super().__init__(spec, test_refine=test_refine, **kwargs)
+        self.inference_net = inference_net
+        self.cost_augmented_net = cost_augmented_net
+        self.value_net = value_net
+        self.test_weight = float(test_weight)
+        self.cross_entropy_weight = float(cross_entropy_weight)
+        self.add_train_statistics(["energy_loss", "networks_loss", "hinge_cost_augmented", "hinge_test",
+                                   "cross_entropy", "cost_augmented_cost"])
+
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        """`d_optimizer` trains the energy, `g_optimizer` the inference networks F and A."""
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3)
+
+    def prediction_kinds(self):
+        return ("", "inference_net_")
+
+    def build_networks(self, x) -> None:
+        super().build_networks(x)
+        self.cost_augmented_net(self.prepare_inputs(x))
+
+    def initial_output(self, x, training=False):
+        y_a = self.spec.output_probabilities(self.inference_net(x, training=training))
+        return y_a, {"y_inference_net": y_a}
+
+    def game_objective(self, value_fn, y_f, y_a, y_true):
+        """Per-batch means of the two hinges of Eq. 5."""
+        hinge_f = tf.reduce_mean(ssvm_hinge(self.spec, value_fn, y_f, y_true))
+        hinge_a = tf.reduce_mean(tf.nn.relu(value_fn(y_a) - value_fn(y_true)))
+        return hinge_f, hinge_a
+
+    def train_step(self, data):
+        x, y_true = data[0], tf.cast(data[1], tf.float32)
+        x = self.prepare_inputs(x)
+        output = self.spec.output_probabilities
+
+        # Max step: F and A against the current energy.
+        value_fixed = self.value_map(self.value_net.precompute(x))
+        nets = [self.cost_augmented_net, self.inference_net]
+        with tf.GradientTape() as tape:
+            logits_f = self.cost_augmented_net(x, training=True)
+            logits_a = self.inference_net(x, training=True)
+            hinge_f, hinge_a = self.game_objective(value_fixed, output(logits_f), output(logits_a), y_true)
+            # Summed over the outputs, like the energy hinges it is weighed against (spec.cross_entropy
+            # is a per-output mean, which left it too weak to keep A near the labels on Bibtex).
+            num_outputs = float(math.prod(self.spec.output_shape))
+            cross_entropy = num_outputs * tf.reduce_mean(self.spec.cross_entropy(y_true, logits_f)
+                                                         + self.spec.cross_entropy(y_true, logits_a))
+            networks_loss = -(hinge_f + self.test_weight * hinge_a) + self.cross_entropy_weight * cross_entropy
+            for net in nets:
+                if net.losses:
+                    networks_loss += tf.add_n(net.losses)
+        g_variables = [v for net in nets for v in net.trainable_variables]
+        self.g_optimizer.apply_gradients(zip(tape.gradient(networks_loss, g_variables), g_variables))
+
+        # Min step: the energy with F(x), A(x) fixed.
+        y_f = tf.stop_gradient(output(self.cost_augmented_net(x)))
+        y_a = tf.stop_gradient(output(self.inference_net(x)))
+        with tf.GradientTape() as tape:
+            value_fn = self.value_map(self.value_net.precompute(x, training=True), training=True)
+            hinge_f, hinge_a = self.game_objective(value_fn, y_f, y_a, y_true)
+            energy_loss = hinge_f + self.test_weight * hinge_a
+            if self.value_net.losses:
+                energy_loss += tf.add_n(self.value_net.losses)
+        d_variables = self.value_net.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(energy_loss, d_variables), d_variables))
+
+        self.track(loss=energy_loss, energy_loss=energy_loss, networks_loss=networks_loss,
+                   hinge_cost_augmented=hinge_f, hinge_test=hinge_a, cross_entropy=cross_entropy,
+                   cost_augmented_cost=tf.reduce_mean(cost(self.spec, y_f, y_true)))
+        return self.train_results()
