@@ -401,19 +401,23 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
     })
     crop = data.spec.crop_size
     if crop and model.value_of(tf.zeros((1, crop, crop, *data.spec.input_shape[2:]))) is not None:
-        record["metrics_by_crop_mode"] = crop_mode_metrics(model, data.test, verbose=verbose)
+        record["metrics_by_crop_mode"] = crop_mode_metrics(model, data.test, verbose=verbose,
+                                                           known={model.crop_mode: record["metrics"]})
     if step_curve_steps:
         record["step_curve"] = step_curve(model, data.test, step_curve_steps, verbose=verbose)
     return record
 
 
-def crop_mode_metrics(model: StructuredModel, dataset, verbose=0) -> Dict[str, Dict[str, float]]:
+def crop_mode_metrics(model: StructuredModel, dataset, verbose=0,
+                      known: Optional[Dict[str, Dict[str, float]]] = None) -> Dict[str, Dict[str, float]]:
     """Test metrics of refinement with each crop mode (crops refined alone and averaged, or
-    the whole mask refined jointly), whichever the model was trained with."""
+    the whole mask refined jointly), whichever the model was trained with; modes in `known`
+    (e.g. the model's own, just evaluated) are not evaluated again."""
     original = model.crop_mode
-    by_mode = {}
+    by_mode = {mode: {k: v for k, v in metrics.items() if not k.endswith("_250")}
+               for mode, metrics in (known or {}).items()}
     try:
-        for mode in crops.CROP_MODES:
+        for mode in [m for m in crops.CROP_MODES if m not in by_mode]:
             model.crop_mode = mode
             model.test_function = None  # the compiled test step baked in the previous mode
             by_mode[mode] = {k: v for k, v in evaluate(model, dataset, verbose=verbose).items()
