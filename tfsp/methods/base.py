@@ -54,7 +54,7 @@ def repeat(count: int, body, state):
     graph) under a tf.distribute strategy, whose synchronization points (optimizer updates,
     all-reduces) cannot sit inside a while_loop body."""
     if not tf.distribute.has_strategy():
-        return tf.while_loop(lambda *_: True, lambda *s: body(*s), state, maximum_iterations=int(count))
+        return tf.while_loop(lambda *_: True, body, state, maximum_iterations=int(count))
     for _ in range(int(count)):
         state = body(*state)
     return state
