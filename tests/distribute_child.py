@@ -36,6 +36,15 @@ CONFIGS = {
             "adversarial": {"from_ground_truth": 0.0}, "value_net": {"weight_decay": 1e-3}},
     "ldrsp": {"adversarial": {"from_ground_truth": 0.0, "normalize": True, "step_size": 0.2},
               "train_refine": {"normalize": True, "step_size": 0.2}},
+    # The SSVM primary loss draws no random numbers (CD's Bernoulli samples would differ per
+    # replica by design). Two inner steps and two series terms exercise the optimizer inside
+    # the inner loop and the all-reduced Hessian-vector products; λ = 0 for the first step.
+    "implicit": {"primary_loss": "ssvm", "pretrain_epochs": 0.25, "value_net": {"weight_decay": 1e-3},
+                 "inference_net": {"weight_decay": 1e-3},
+                 "implicit": {"inner_steps": 2, "neumann_terms": 2, "neumann_step": 0.05}},
+    # Two pre-training (logistic) steps, then the SSVM with cost-augmented refinement.
+    "spen": {"pretrain_epochs": 0.5, "value_net": {"weight_decay": 1e-3}},
+    "infnet": {"inference_net": {"weight_decay": 1e-3}, "value_net": {"weight_decay": 1e-3}},
 }
 
 

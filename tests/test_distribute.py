@@ -15,15 +15,16 @@ from tfsp import experiment
 
 HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+METHODS = ("feedforward", "dvn", "ldrsp", "implicit", "spen", "infnet")
 
 
 def test_mirrored_over_two_devices_matches_one_device():
     # Logical devices must be configured before TensorFlow starts, so this runs in a fresh process.
-    proc = subprocess.run([sys.executable, str(HERE / "distribute_child.py"), "feedforward", "dvn", "ldrsp"],
+    proc = subprocess.run([sys.executable, str(HERE / "distribute_child.py"), *METHODS],
                           env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[len("RESULT "):])
-    for method in ("feedforward", "dvn", "ldrsp"):
+    for method in METHODS:
         single, replicated = result[method]["single"], result[method]["replicated"]
         assert len(single) == len(replicated) == 8  # 2 epochs of 4 batches, the last one of 1 example
         for a, b in zip(single, replicated):

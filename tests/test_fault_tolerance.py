@@ -94,3 +94,42 @@ def test_training_epochs_depend_only_on_seed_and_epoch():
     for a, b in zip(stream[4:], later):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("method,overrides", [
+    ("spen", {"pretrain_epochs": 1}),  # the phase is the optimizer's step counter
+    ("infnet", {}),  # a second optimizer for the inference networks
+    ("implicit", {"primary_loss": "cd", "pretrain_epochs": 1}),  # inner optimizer, sampling generator
+])
+def test_epoch_checkpoint_holds_the_extra_training_state(method, overrides, tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from conftest import correlated_multilabel
+    from test_methods import method_config
+    from tfsp import experiment
+    from tfsp.spec import multilabel_spec
+
+    x, y = correlated_multilabel(n=24, num_features=8, num_labels=6, seed=2)
+    spec = multilabel_spec("synthetic", 8, 6, feature_mean=x.mean(0), feature_std=x.std(0) + 1e-6)
+    config = method_config(method, **overrides)
+
+    def state(model):
+        values = {f"{name}/{i}:{v.name}": v for name, opt in model.optimizers().items()
+                  for i, v in enumerate(opt.variables)}
+        values.update({f"model/{i}:{v.name}": v
+                       for i, v in enumerate(model.weights + experiment.random_states(model))})
+        values["sampling_rng"] = model.sampling_rng.state
+        return {name: np.array(v) for name, v in values.items()}
+
+    trained = experiment.build_method(config, spec, steps_per_epoch=2)
+    trained.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
+    experiment.EpochCheckpoint(tmp_path, trained).manager.save()
+    restored = experiment.build_method(config, spec, steps_per_epoch=2)
+    experiment.EpochCheckpoint(tmp_path, restored).restore_latest()
+    expected, actual = state(trained), state(restored)
+    assert expected.keys() == actual.keys()
+    used = ["optimizer"] if method == "spen" else ["d_optimizer", "g_optimizer"]
+    assert all(int(trained.optimizers()[name].iterations.numpy()) > 0 for name in used)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value, err_msg=f"{method}: {name} not restored")

@@ -42,6 +42,24 @@ def _replica_context():
     return context if context is not None and context.num_replicas_in_sync > 1 else None
 
 
+def sum_over_replicas(values):
+    """The sum of per-replica shares over the replicas (identity with one replica): for
+    values used other than through an optimizer, which sums gradients by itself."""
+    context = _replica_context()
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values) if context is not None else values
+
+
+def repeat(count: int, body, state):
+    """state = body(state) `count` times: a tf.while_loop, or a Python loop (unrolled in the
+    graph) under a tf.distribute strategy, whose synchronization points (optimizer updates,
+    all-reduces) cannot sit inside a while_loop body."""
+    if not tf.distribute.has_strategy():
+        return tf.while_loop(lambda *_: True, body, state, maximum_iterations=int(count))
+    for _ in range(int(count)):
+        state = body(*state)
+    return state
+
+
 def step_logs(results: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """What a train/test step returns. Keras averages the replicas' step outputs under
     MultiWorkerMirroredStrategy with reduce(MEAN, axis=0), which needs an axis, so there

@@ -22,6 +22,12 @@ E = −V with V the MultiLabelEnergy score (spen.py). Primary losses (`primary_l
   dvn:  the DVN value regression: sigmoid cross-entropy of V(ŷ) against the oracle F1(ŷ, y*)
         for ŷ = A_θ(x), and against 1 for y* (V is then ascended through a sigmoid).
 Prediction: A_θ(x) alone and A_θ(x) refined on V with refine().
+
+Replication (tf.distribute): both losses are replicas' shares of global-batch means. The inner
+θ steps go through the (summing) optimizer, so every replica holds the same θ; in the implicit
+gradient v = ∂_θ L_prim and each Hessian-vector product are summed over the replicas, so the
+series is that of the global batch on every replica, while ∂_φ L_prim and the mixed product
+stay shares for the outer optimizer to sum.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Callable, List, NamedTuple, Sequence
 import keras
 import tensorflow as tf
 
-from tfsp.methods.base import StructuredModel
+from tfsp.methods.base import StructuredModel, repeat, sum_over_replicas
 from tfsp.methods.spen import ssvm_hinge
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig
@@ -48,7 +54,7 @@ class ImplicitGradient(NamedTuple):
     implicit: List[tf.Tensor]
     """−(∂_φ∂_θ L_aux)·H⁻¹·∂_θ L_prim."""
     theta_gradient: List[tf.Tensor]
-    """∂_θ L_prim (the vector v of the series)."""
+    """∂_θ L_prim (the vector v of the series), summed over the replicas."""
 
 
 def _zeros_gradient(tape, target, sources, output_gradients=None):
@@ -69,12 +75,16 @@ def implicit_gradient(aux_loss_fn: Callable[[], tf.Tensor], primary_loss_fn: Cal
     (called several times; they must be deterministic, e.g. no dropout, fixed samples).
     neumann_terms J and neumann_step α: H⁻¹v ≈ α·Σ_{j=0..J} (I − αH)^j v, which converges
     when 0 < α < 2/λ_max(H) for a positive-definite H.
+
+    Under tf.distribute the losses are this replica's shares of the global ones: `total`,
+    `direct` and `implicit` are then shares too (an optimizer sums them), whereas
+    `theta_gradient` and every term of the series are all-reduced, i.e. global.
     """
     theta_vars, phi_vars = list(theta_vars), list(phi_vars)
     with tf.GradientTape(persistent=True) as tape:
         primary = primary_loss_fn()
     direct = _zeros_gradient(tape, primary, phi_vars)
-    v = _zeros_gradient(tape, primary, theta_vars)
+    v = sum_over_replicas(_zeros_gradient(tape, primary, theta_vars))
     del tape
 
     def hessian_vector_product(vector):
@@ -82,17 +92,16 @@ def implicit_gradient(aux_loss_fn: Callable[[], tf.Tensor], primary_loss_fn: Cal
             with tf.GradientTape() as inner:
                 aux = aux_loss_fn()
             gradient = _zeros_gradient(inner, aux, theta_vars)
-        return _zeros_gradient(outer, gradient, theta_vars, output_gradients=list(vector))
+        return sum_over_replicas(_zeros_gradient(outer, gradient, theta_vars, output_gradients=list(vector)))
 
     alpha = tf.constant(float(neumann_step), theta_vars[0].dtype)
 
-    def body(j, term, total):
+    def body(term, total):
         hv = hessian_vector_product(term)
         term = [t - alpha * h for t, h in zip(term, hv)]
-        return j + 1, term, [s + t for s, t in zip(total, term)]
+        return term, [s + t for s, t in zip(total, term)]
 
-    _, _, series = tf.while_loop(lambda j, term, total: j < neumann_terms, body,
-                                 (tf.constant(0), v, v), maximum_iterations=int(neumann_terms))
+    _, series = repeat(neumann_terms, body, (v, v))
     inverse_hvp = [alpha * s for s in series]
 
     # Mixed product (∂_φ∂_θ L_aux)·p = ∂_φ [(∂_θ L_aux) · p] with p held constant.
@@ -155,81 +164,84 @@ class ImplicitEnergy(StructuredModel):
         pretraining = self.g_optimizer.iterations < self.pretrain_steps
         return tf.where(pretraining, 0.0, self.energy_weight)
 
-    def aux_loss(self, x, y_true, training=False):
-        """(L_aux, its cross-entropy part): CE(y*, A_θ(x)) + λ·E_φ(x, A_θ(x)) / L, batch means.
+    def aux_loss(self, x, y_true, batch, training=False):
+        """(L_aux, its cross-entropy part): CE(y*, A_θ(x)) + λ·E_φ(x, A_θ(x)) / L, this replica's
+        shares of the global-batch means (`batch`, a GlobalBatch).
 
         CE is a mean over the L labels, so the energy (a sum over labels) is divided by L too:
         λ then weighs the two terms alike whatever the number of labels."""
         logits = self.inference_net(x, training=training)
-        cross_entropy = tf.reduce_mean(self.spec.cross_entropy(y_true, logits))
+        cross_entropy = batch.mean(self.spec.cross_entropy(y_true, logits))
         value_fn = self.value_map(self.value_net.precompute(x))
         num_outputs = float(math.prod(self.spec.output_shape))
-        energy = -tf.reduce_mean(value_fn(self.spec.output_probabilities(logits))) / num_outputs
-        loss = cross_entropy + self.energy_weight_now() * energy
-        if self.inference_net.losses:
-            loss += tf.add_n(self.inference_net.losses)
+        energy = -batch.mean(value_fn(self.spec.output_probabilities(logits))) / num_outputs
+        loss = cross_entropy + self.energy_weight_now() * energy + batch.penalty(self.inference_net.losses)
         return loss, cross_entropy
 
     def bernoulli_noise(self, x):
         """Uniform noise [B, K, L] fixing the CD samples of one step (the losses are re-evaluated)."""
         return self.uniform(tf.concat([[tf.shape(x)[0], self.cd_samples], self.spec.output_shape], 0))
 
-    def primary(self, x, y_true, noise=None):
-        """L_prim(θ, φ): batch mean of the chosen primary loss plus the energy's regularization."""
+    def primary(self, x, y_true, batch, noise=None):
+        """L_prim(θ, φ): the chosen primary loss plus the energy's regularization (this replica's
+        share of the global-batch value)."""
         y_a = self.spec.output_probabilities(self.inference_net(x))
         context = self.value_net.precompute(x)
         if self.primary_loss == "ssvm":
-            loss = tf.reduce_mean(ssvm_hinge(self.spec, self.value_map(context), y_a, y_true))
+            loss = batch.mean(ssvm_hinge(self.spec, self.value_map(context), y_a, y_true))
         elif self.primary_loss == "cd":
             binary = tf.cast(noise < y_a[:, tf.newaxis], tf.float32)
             samples = y_a[:, tf.newaxis] + tf.stop_gradient(binary - y_a[:, tf.newaxis])  # straight-through
             candidates = tf.concat([y_true[:, tf.newaxis], samples], axis=1)  # [B, K + 1, L], y* first
             k = self.cd_samples + 1
-            flat = tf.reshape(candidates, [-1, *self.spec.output_shape])
+            size = tf.shape(candidates)[0]  # explicit sizes: a replica's batch may be empty
+            flat = tf.reshape(candidates, tf.concat([[size * k], self.spec.output_shape], 0))
             # The context of each example repeated for its K + 1 candidates (no labels² tensors).
-            scores = tf.reshape(self.value_net.score(tf.repeat(context, k, axis=0), flat), [-1, k])
-            loss = tf.reduce_mean(tf.reduce_logsumexp(scores, axis=1) - scores[:, 0])
+            scores = tf.reshape(self.value_net.score(tf.repeat(context, k, axis=0), flat), [size, k])
+            loss = batch.mean(tf.reduce_logsumexp(scores, axis=1) - scores[:, 0])
         else:
             target = tf.stop_gradient(self.spec.oracle_fn(y_a, y_true))
             logits_a = self.value_net.score(context, y_a)
             logits_truth = self.value_net.score(context, y_true)
-            loss = 0.5 * tf.reduce_mean(
+            loss = 0.5 * batch.mean(
                 tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits_a)
                 + tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(logits_truth), logits=logits_truth))
-        if self.value_net.losses:
-            loss += tf.add_n(self.value_net.losses)
-        return loss
+        return loss + batch.penalty(self.value_net.losses)
 
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         x = self.prepare_inputs(x)
+        batch = self.global_batch(x)
         theta = self.inference_net.trainable_variables
         phi = self.value_net.trainable_variables
 
-        # Inner problem: T_inner steps on θ with φ fixed.
-        def inner_step(i, last_loss, last_cross_entropy):
+        # Inner problem: T_inner steps on θ with φ fixed. The optimizer sums the replicas'
+        # shares, so every replica takes the global-batch step and θ stays identical.
+        def inner_step(last_loss, last_cross_entropy):
             with tf.GradientTape() as tape:
-                loss, cross_entropy = self.aux_loss(x, y_true, training=True)
+                loss, cross_entropy = self.aux_loss(x, y_true, batch, training=True)
             self.g_optimizer.apply_gradients(zip(tape.gradient(loss, theta), theta))
-            return i + 1, loss, cross_entropy
+            return loss, cross_entropy
 
-        _, inner_loss, inner_cross_entropy = tf.while_loop(
-            lambda i, *_: i < self.inner_steps, inner_step, (tf.constant(0), tf.constant(0.0), tf.constant(0.0)),
-            maximum_iterations=self.inner_steps)
+        inner_loss, inner_cross_entropy = repeat(self.inner_steps, inner_step,
+                                                 (tf.constant(0.0), tf.constant(0.0)))
 
-        # Outer problem: φ along the implicit gradient at the current θ.
+        # Outer problem: φ along the implicit gradient at the current θ (its noise, for "cd",
+        # drawn per replica from the sampling generator).
         noise = self.bernoulli_noise(x) if self.primary_loss == "cd" else None
-        gradient = implicit_gradient(lambda: self.aux_loss(x, y_true)[0],
-                                     lambda: self.primary(x, y_true, noise), theta, phi,
+        gradient = implicit_gradient(lambda: self.aux_loss(x, y_true, batch)[0],
+                                     lambda: self.primary(x, y_true, batch, noise), theta, phi,
                                      self.neumann_terms, self.neumann_step)
-        outer_loss = self.primary(x, y_true, noise)
+        outer_loss = self.primary(x, y_true, batch, noise)
         self.d_optimizer.apply_gradients(zip(gradient.total, phi))
 
         y_a = self.spec.output_probabilities(self.inference_net(x))
+        # Norms are not sums of shares: those of the global gradients, tracked as equal shares.
+        direct, implicit = sum_over_replicas((gradient.direct, gradient.implicit))
         self.track(loss=outer_loss, inner_loss=inner_loss, outer_loss=outer_loss,
                    inner_cross_entropy=inner_cross_entropy,
-                   grad_norm_direct=_global_norm(gradient.direct),
-                   grad_norm_implicit=_global_norm(gradient.implicit),
-                   grad_norm_theta_primary=_global_norm(gradient.theta_gradient),
-                   oracle_inference_net=tf.reduce_mean(self.spec.oracle_fn(y_a, y_true)))
+                   grad_norm_direct=_global_norm(direct) / batch.num_replicas,
+                   grad_norm_implicit=_global_norm(implicit) / batch.num_replicas,
+                   grad_norm_theta_primary=_global_norm(gradient.theta_gradient) / batch.num_replicas,
+                   oracle_inference_net=batch.mean(self.spec.oracle_fn(y_a, y_true)))
         return self.train_results()

@@ -56,15 +56,16 @@ class InfNet(EnergyValue, StructuredModel):
         y_a = self.spec.output_probabilities(self.inference_net(x, training=training))
         return y_a, {"y_inference_net": y_a}
 
-    def game_objective(self, value_fn, y_f, y_a, y_true):
-        """Per-batch means of the two hinges of Eq. 5."""
-        hinge_f = tf.reduce_mean(ssvm_hinge(self.spec, value_fn, y_f, y_true))
-        hinge_a = tf.reduce_mean(tf.nn.relu(value_fn(y_a) - value_fn(y_true)))
+    def game_objective(self, value_fn, y_f, y_a, y_true, batch):
+        """The two hinges of Eq. 5: this replica's shares of their global-batch means."""
+        hinge_f = batch.mean(ssvm_hinge(self.spec, value_fn, y_f, y_true))
+        hinge_a = batch.mean(tf.nn.relu(value_fn(y_a) - value_fn(y_true)))
         return hinge_f, hinge_a
 
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         x = self.prepare_inputs(x)
+        batch = self.global_batch(x)
         output = self.spec.output_probabilities
 
         # Max step: F and A against the current energy.
@@ -73,16 +74,14 @@ class InfNet(EnergyValue, StructuredModel):
         with tf.GradientTape() as tape:
             logits_f = self.cost_augmented_net(x, training=True)
             logits_a = self.inference_net(x, training=True)
-            hinge_f, hinge_a = self.game_objective(value_fixed, output(logits_f), output(logits_a), y_true)
+            hinge_f, hinge_a = self.game_objective(value_fixed, output(logits_f), output(logits_a), y_true, batch)
             # Summed over the outputs, like the energy hinges it is weighed against (spec.cross_entropy
             # is a per-output mean, which left it too weak to keep A near the labels on Bibtex).
             num_outputs = float(math.prod(self.spec.output_shape))
-            cross_entropy = num_outputs * tf.reduce_mean(self.spec.cross_entropy(y_true, logits_f)
-                                                         + self.spec.cross_entropy(y_true, logits_a))
-            networks_loss = -(hinge_f + self.test_weight * hinge_a) + self.cross_entropy_weight * cross_entropy
-            for net in nets:
-                if net.losses:
-                    networks_loss += tf.add_n(net.losses)
+            cross_entropy = num_outputs * batch.mean(self.spec.cross_entropy(y_true, logits_f)
+                                                     + self.spec.cross_entropy(y_true, logits_a))
+            networks_loss = (-(hinge_f + self.test_weight * hinge_a) + self.cross_entropy_weight * cross_entropy
+                             + batch.penalty([loss for net in nets for loss in net.losses]))
         g_variables = [v for net in nets for v in net.trainable_variables]
         self.g_optimizer.apply_gradients(zip(tape.gradient(networks_loss, g_variables), g_variables))
 
@@ -91,14 +90,12 @@ class InfNet(EnergyValue, StructuredModel):
         y_a = tf.stop_gradient(output(self.inference_net(x)))
         with tf.GradientTape() as tape:
             value_fn = self.value_map(self.value_net.precompute(x, training=True), training=True)
-            hinge_f, hinge_a = self.game_objective(value_fn, y_f, y_a, y_true)
-            energy_loss = hinge_f + self.test_weight * hinge_a
-            if self.value_net.losses:
-                energy_loss += tf.add_n(self.value_net.losses)
+            hinge_f, hinge_a = self.game_objective(value_fn, y_f, y_a, y_true, batch)
+            energy_loss = hinge_f + self.test_weight * hinge_a + batch.penalty(self.value_net.losses)
         d_variables = self.value_net.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(energy_loss, d_variables), d_variables))
 
         self.track(loss=energy_loss, energy_loss=energy_loss, networks_loss=networks_loss,
                    hinge_cost_augmented=hinge_f, hinge_test=hinge_a, cross_entropy=cross_entropy,
-                   cost_augmented_cost=tf.reduce_mean(cost(self.spec, y_f, y_true)))
+                   cost_augmented_cost=batch.mean(cost(self.spec, y_f, y_true)))
         return self.train_results()

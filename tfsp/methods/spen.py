@@ -62,6 +62,8 @@ class SPEN(EnergyValue, StructuredModel):
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         x = self.prepare_inputs(x)
+        batch = self.global_batch(x)
+        # The phase is read from the optimizer's step counter, which checkpoints hold.
         pretraining = self.optimizer.iterations < self.pretrain_steps
         # Inference is skipped while only the feature network learns.
         y_bar = tf.cond(pretraining, lambda: self.zeros_output(x), lambda: self.cost_augmented(x, y_true))
@@ -69,14 +71,14 @@ class SPEN(EnergyValue, StructuredModel):
         with tf.GradientTape() as tape:
             context = self.value_net.precompute(x, training=True)
             # Stage 1: the local potentials b(x) as logits of independent logistic classifiers.
-            logistic = tf.reduce_mean(self.spec.cross_entropy(y_true, context))
+            logistic = batch.mean(self.spec.cross_entropy(y_true, context))
             value_fn = self.value_map(context, training=True)
-            hinge = tf.reduce_mean(ssvm_hinge(self.spec, value_fn, y_bar, y_true))
-            joint = hinge + (tf.add_n(self.value_net.losses) if self.value_net.losses else 0.0)
+            hinge = batch.mean(ssvm_hinge(self.spec, value_fn, y_bar, y_true))
+            joint = hinge + batch.penalty(self.value_net.losses)
             # Exactly zero gradients reach the global energy while pre-training, so Adam leaves it alone.
             total = weight * logistic + (1.0 - weight) * joint
         variables = self.value_net.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
-        self.track(loss=total, logistic=logistic, hinge=hinge, pretraining=weight,
-                   cost_augmented_cost=tf.reduce_mean(cost(self.spec, y_bar, y_true)))
+        self.track(loss=total, logistic=logistic, hinge=hinge, pretraining=weight / batch.num_replicas,
+                   cost_augmented_cost=batch.mean(cost(self.spec, y_bar, y_true)))
         return self.train_results()
