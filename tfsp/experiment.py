@@ -48,7 +48,7 @@ def build_value_network(spec: TaskSpec, config: NetworkConfig):
                                 name="value_net")
     if kind == "conv":
         return ConvValueNet(filters=config.filters, dense=config.dense, dropout=config.dropout,
-                            name="value_net")
+                            activation=config.activation, name="value_net")
     if kind == "patch":
         return PatchDiscriminator(filters=config.filters, name="value_net")
     raise ValueError(f"unknown value network kind {kind!r}; valid: ['energy', 'conv', 'patch']")

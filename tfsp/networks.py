@@ -161,16 +161,17 @@ class _ImageAndMaskStem(keras.layers.Layer):
     (`precompute`) and every refinement step only pays for conv_y(y).
     """
 
-    def __init__(self, filters, **kwargs):
+    def __init__(self, filters, activation="relu", **kwargs):
         super().__init__(**kwargs)
         self.image_part = _conv(filters, 1, "image_part", activation=None)
         self.mask_part = _conv(filters, 1, "mask_part", activation=None, use_bias=False)
+        self.activation = keras.activations.get(activation)
 
     def precompute(self, x):
         return self.image_part(x)
 
     def score(self, context, y):
-        return tf.nn.relu(context + self.mask_part(y))
+        return self.activation(context + self.mask_part(y))
 
 
 @keras.saving.register_keras_serializable("tfsp")
@@ -202,17 +203,24 @@ class FCN(keras.Model):
 class ConvValueNet(ValueNetwork):
     """DVN's segmentation value network: three 5×5 convolutions (64, 128, 128; strides 1, 2, 2)
     on concat(x, y), two dense layers (384, 192) and one output logit (the estimated IoU after a
-    sigmoid); dropout 0.25 (keep 0.75) on the first dense layer."""
+    sigmoid); dropout 0.25 (keep 0.75) on the first dense layer.
 
-    def __init__(self, filters=(64, 128, 128), dense=(384, 192), dropout: float = 0.25, **kwargs):
+    activation: of every hidden layer; the papers' ReLU, or e.g. "leaky_relu", which cannot
+    die: with ReLU, D trained on horses lost every active unit and became a constant, whose
+    zero gradient then left refinement (and so the inference tuples) at y = 0."""
+
+    def __init__(self, filters=(64, 128, 128), dense=(384, 192), dropout: float = 0.25,
+                 activation: str = "relu", **kwargs):
         super().__init__(**kwargs)
         self.filters = tuple(int(f) for f in filters)
         self.dense = tuple(int(d) for d in dense)
         self.dropout = float(dropout)
-        self.stem = _ImageAndMaskStem(self.filters[0], name="stem")
-        self.convs = [_conv(self.filters[1], 2, "conv_2"), _conv(self.filters[2], 2, "conv_3")]
+        self.activation = activation
+        self.stem = _ImageAndMaskStem(self.filters[0], activation=activation, name="stem")
+        self.convs = [_conv(self.filters[1], 2, "conv_2", activation=activation),
+                      _conv(self.filters[2], 2, "conv_3", activation=activation)]
         self.flatten = keras.layers.Flatten()
-        self.hidden = [keras.layers.Dense(d, activation="relu", name=f"dense_{i}")
+        self.hidden = [keras.layers.Dense(d, activation=activation, name=f"dense_{i}")
                        for i, d in enumerate(self.dense)]
         self.dropout_layer = ReplicaDropout(self.dropout)
         self.output_logit = keras.layers.Dense(1, name="value")
@@ -233,7 +241,7 @@ class ConvValueNet(ValueNetwork):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "dense": self.dense,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "activation": self.activation}
 
 
 @keras.saving.register_keras_serializable("tfsp")
