@@ -112,3 +112,18 @@ def test_segmentation_methods_learn_toy_shapes(method, extra):
         assert experiment.evaluate(model, test)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
     outputs = model.predict(test, verbose=0)
     assert outputs["y"].shape == (32, 32, 32, 1)
+
+
+def test_conv_value_net_activation_is_configurable():
+    from tfsp.networks import ConvValueNet
+
+    net = ConvValueNet(filters=(4, 4, 4), dense=(8, 4), activation="leaky_relu")
+    x, y = tf.random.uniform((2, 8, 8, 3)), tf.random.uniform((2, 8, 8, 1))
+    context = net.precompute(x)
+    assert net.score(context, y).shape == (2,)
+    assert net.get_config()["activation"] == "leaky_relu"
+    # Leaky units pass gradient for negative inputs too: D's gradient w.r.t. y is never all zero.
+    with tf.GradientTape() as tape:
+        tape.watch(y)
+        value = tf.reduce_sum(net.score(context, y))
+    assert float(tf.reduce_max(tf.abs(tape.gradient(value, y)))) > 0
