@@ -13,9 +13,6 @@ Timings are the median of repeated runs after a warm-up (tracing, XLA compilatio
 from __future__ import annotations
 
 import math
-import os
-import shlex
-import statistics
 import sys
 import time
 
@@ -29,16 +26,6 @@ flags.DEFINE_integer("repeats", 5, "Timed repetitions (median reported).")
 flags.DEFINE_integer("train_steps", 60, "Timed train steps per method.")
 
 
-def median_seconds(fn, repeats):
-    fn()  # warm-up: tracing / compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv):
     del argv
     import keras
@@ -46,6 +33,7 @@ def main(argv):
     import tensorflow as tf
 
     from tfsp import config as config_lib
+    from tfsp.benchmarking import median_seconds
     from tfsp import experiment, results
     from tfsp.networks import MultiLabelEnergy
     from tfsp.refine import RefineConfig, ascent_step, project, refine, value_and_gradient
@@ -124,10 +112,9 @@ def main(argv):
         "refinement": refinement,
         "train_step": training,
         "reference": "published DVN code: ~11 ms per Bibtex test example (20 steps, one example per session call) on this 2-core machine",
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": results.command_line(sys.argv),
         "git_rev": results.git_revision(),
-        "machine": {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
-                    "tensorflow": tf.__version__, "keras": keras.__version__},
+        "machine": results.machine(),
     }
     results.write_json(FLAGS.output, record)
     print(f"wrote {FLAGS.output}")

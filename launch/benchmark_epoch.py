@@ -16,8 +16,6 @@ inference (SPEN / DVN / CD) on their hardware: compare ratios, not seconds.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shlex
 import statistics
 import sys
 import time
@@ -39,7 +37,6 @@ PAPER = {"spen": {"train_s_per_epoch": 28.2, "inference_s": 3.8},
 def main(argv):
     del argv
     import keras
-    import tensorflow as tf
 
     from tfsp import config as config_lib
     from tfsp import experiment, results
@@ -98,10 +95,9 @@ def main(argv):
     record = {
         "benchmark": "seconds per training epoch and per test-split inference pass on Bibtex",
         "rows": rows,
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": results.command_line(sys.argv),
         "git_rev": results.git_revision(),
-        "machine": {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
-                    "tensorflow": tf.__version__, "keras": keras.__version__},
+        "machine": results.machine(),
     }
     results.write_json(FLAGS.output, record)
     print(f"wrote {FLAGS.output}")

@@ -14,11 +14,7 @@ variant's largest difference from (a) and its agreement on binarized labels are 
 
 from __future__ import annotations
 
-import os
-import shlex
-import statistics
 import sys
-import time
 
 from absl import app, flags
 
@@ -31,16 +27,6 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
 flags.DEFINE_bool("eager", True, "Also time the eager per-step loop (slow).")
 
 
-def median_seconds(fn, repeats):
-    fn()  # warm-up: tracing / compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv):
     del argv
     import keras
@@ -48,6 +34,7 @@ def main(argv):
     import tensorflow as tf
 
     from tfsp import config as config_lib
+    from tfsp.benchmarking import median_seconds
     from tfsp import crops, experiment, results
     from tfsp.spec import binary_segmentation_spec, multiclass_segmentation_spec
 
@@ -98,10 +85,9 @@ def main(argv):
     record = {
         "benchmark": f"test-time refinement of 32x32 masks with crops ({FLAGS.task})",
         "refinement": rows,
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": results.command_line(sys.argv),
         "git_rev": results.git_revision(),
-        "machine": {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
-                    "tensorflow": tf.__version__, "keras": keras.__version__},
+        "machine": results.machine(),
     }
     output = FLAGS.output or f"results/benchmark-{FLAGS.task}.json"
     results.write_json(output, record)

@@ -396,8 +396,7 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "git_rev": git_rev,
         "command": results.command_line(sys.argv),
         "eval_seconds": round(time.time() - eval_started, 2),
-        "machine": {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
-                    "tensorflow": tf.__version__, "keras": keras.__version__},
+        "machine": results.machine(),
     })
     crop = data.spec.crop_size
     if crop and model.value_of(tf.zeros((1, crop, crop, *data.spec.input_shape[2:]))) is not None:

@@ -49,6 +49,15 @@ def read_json(path) -> Dict[str, Any]:
         return json.load(f)
 
 
+def machine() -> Dict[str, Any]:
+    """What the numbers were measured on: CPUs, load average (other work slows timings), versions."""
+    import keras
+    import tensorflow as tf
+
+    return {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
+            "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
 def command_line(argv) -> str:
     """The command as a user would type it: `python -m tfsp.launch ...` rather than the module's path."""
     import shlex
