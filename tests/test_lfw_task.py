@@ -66,6 +66,7 @@ class Predictions:
 
     def __init__(self, images, outputs):
         self.images, self.outputs = images, outputs
+        self.spec = multiclass_segmentation_spec("lfw", images.shape[1], 3, None, 1)
 
     def predict(self, x, batch_size=None, verbose=0):
         np.testing.assert_array_equal(x, self.images)
@@ -95,7 +96,7 @@ def test_full_resolution_eval_perfect_and_brute_force(tmp_path):
                                                                                       data.labels_full))
     perfect = np.eye(3, dtype=np.float32)[data.labels_full]
     metrics = lfw_full_resolution_eval(data, 3)(Predictions(data.images, {"y": perfect}))
-    assert metrics == {"pixel_accuracy_250": 100.0, "superpixel_accuracy": 100.0}
+    assert metrics == {"pixel_accuracy": 100.0, "pixel_accuracy_250": 100.0, "superpixel_accuracy": 100.0}
 
     # Random class probabilities at 32x32, scored at 40x40, against NumPy by hand.
     data = load_lfw_parts(lfw, size=32, split="all")
@@ -103,9 +104,13 @@ def test_full_resolution_eval_perfect_and_brute_force(tmp_path):
     outputs = {kind: rng.dirichlet(np.ones(3), size=(4, 32, 32)).astype(np.float32)
                for kind in ("y", "y_inference_net")}
     metrics = lfw_full_resolution_eval(data, 3)(Predictions(data.images, outputs))
-    assert set(metrics) == {"pixel_accuracy_250", "superpixel_accuracy", "inference_net_pixel_accuracy_250",
+    assert set(metrics) == {"pixel_accuracy", "pixel_accuracy_250", "superpixel_accuracy",
+                            "inference_net_pixel_accuracy", "inference_net_pixel_accuracy_250",
                             "inference_net_superpixel_accuracy"}
     for kind, prefix in (("y", ""), ("y_inference_net", "inference_net_")):
+        # Working resolution, from the same predictions: the mean over images of per-image accuracy.
+        per_image = (outputs[kind].argmax(-1) == data.labels.argmax(-1)).mean(axis=(1, 2))
+        assert metrics[prefix + "pixel_accuracy"] == pytest.approx(100.0 * per_image.mean(), abs=1e-4)
         classes = bilinear_upsample(outputs[kind], 40, 40).argmax(axis=-1)
         assert metrics[prefix + "pixel_accuracy_250"] == pytest.approx(
             100.0 * np.mean(classes == data.labels_full), abs=1e-9)
@@ -116,7 +121,7 @@ def test_full_resolution_eval_perfect_and_brute_force(tmp_path):
     # Without superpixel files: pixel accuracy only.
     plain = dataclasses.replace(data, superpixels=None, superpixel_labels=None)
     assert set(lfw_full_resolution_eval(plain, 3)(Predictions(data.images, {"y": outputs["y"]}))) == {
-        "pixel_accuracy_250"}
+        "pixel_accuracy", "pixel_accuracy_250"}
 
 
 def test_build_lfw_splits_and_missing_data(tmp_path, monkeypatch):

@@ -131,6 +131,9 @@ class ExperimentConfig:
     """Override the task's oracle for this method (e.g. per_position_f1 for a patch discriminator)."""
     crop_mode: str = "average"
     """Segmentation test-time crops: average (refine each crop, average) or joint (DVN Table 4)."""
+    compare_crop_modes: bool = True
+    """Segmentation with refinement: also evaluate the test set with the other crop mode
+    (results JSON `metrics_by_crop_mode`); one more refinement pass over the test set."""
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     value_net: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     inference_net: NetworkConfig = dataclasses.field(

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfsp.config import DATA_DIR_ENV, DataConfig
 from tfsp.data import epochs
+from tfsp import oracles
 from tfsp.data.errors import DataError
 from tfsp.spec import TaskSpec, binary_segmentation_spec, multiclass_segmentation_spec, multilabel_spec
 
@@ -136,7 +137,8 @@ def lfw_full_resolution_eval(test, batch_size: int) -> Callable[["StructuredMode
     `test` is a `tfsp.data.lfw.LfwPartsData`. The returned function runs `model.predict` on the
     working-resolution test images, upsamples the class probabilities bilinearly to the size of
     `labels_full` and takes the arg-max (`tfsp.data.lfw.class_maps_from_scores`). It returns
-    pixel_accuracy_250 (percent of pixels, pooled over the test set) and, when superpixel maps
+    the task's working-resolution metrics (as `model.evaluate` computes them: the mean over
+    images), pixel_accuracy_250 (percent of pixels, pooled over the test set) and, when superpixel maps
     and labels were loaded, superpixel_accuracy (percent of superpixels,
     `tfsp.data.lfw.superpixel_accuracy`), for the final prediction and, with the
     inference_net_ prefix, for G alone when the model has a G.
@@ -152,6 +154,11 @@ def lfw_full_resolution_eval(test, batch_size: int) -> Callable[["StructuredMode
         for key, prefix in (("y", ""), ("y_inference_net", "inference_net_")):
             if key not in outputs:
                 continue
+            # The working-resolution metrics from the same predictions: one refinement pass
+            # over the test set serves both resolutions (each pass is minutes on a CPU).
+            labels = oracles.binarize(tf.constant(outputs[key]), model.spec.multiclass)
+            for name, fn in model.spec.metrics.items():
+                metrics[prefix + name] = float(tf.reduce_mean(fn(labels, tf.constant(test.labels))))
             class_maps = lfw.class_maps_from_scores(outputs[key], full_size)
             metrics[prefix + "pixel_accuracy_250"] = 100.0 * lfw.pixel_accuracy(class_maps, test.labels_full)
             if superpixels:

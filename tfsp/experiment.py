@@ -370,9 +370,12 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
     """Test metrics (final prediction and G alone) plus everything needed to reproduce them;
     `verbose` as in Keras (progress bars at 1, one line at 2)."""
     eval_started = time.time()
-    test_metrics = evaluate(model, data.test, verbose=verbose)
-    if data.full_resolution_eval is not None:  # e.g. LFW at 250x250; G-alone keys carry the prefix too
-        test_metrics.update(data.full_resolution_eval(model, verbose=verbose))
+    if data.full_resolution_eval is not None:
+        # e.g. LFW: the working-resolution metrics and those at 250x250 from one prediction pass
+        # (G-alone keys carry the prefix too).
+        test_metrics = data.full_resolution_eval(model, verbose=verbose)
+    else:
+        test_metrics = evaluate(model, data.test, verbose=verbose)
     logging.info("test metrics: %s", test_metrics)
     prefix = "inference_net_"
     record: Dict[str, Any] = {
@@ -399,7 +402,8 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "machine": results.machine(),
     })
     crop = data.spec.crop_size
-    if crop and model.value_of(tf.zeros((1, crop, crop, *data.spec.input_shape[2:]))) is not None:
+    if (config.compare_crop_modes and crop
+            and model.value_of(tf.zeros((1, crop, crop, *data.spec.input_shape[2:]))) is not None):
         record["metrics_by_crop_mode"] = crop_mode_metrics(model, data.test, verbose=verbose,
                                                            known={model.crop_mode: record["metrics"]})
     if step_curve_steps:
