@@ -110,6 +110,13 @@ def test_segmentation_methods_learn_toy_shapes(method, extra):
         # The mode the model uses gives the metrics above; the other one is a fresh compile.
         assert by_mode[model.crop_mode]["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
         assert experiment.evaluate(model, test)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
+        # The step curve's last step (and its step 0 for G alone) are the test metrics, so a
+        # run with a step curve evaluates the test set once, not twice.
+        curve = experiment.step_curve(model, test, model.test_refine.steps)
+        from_curve = experiment.metrics_from_step_curve(model, curve)
+        assert set(from_curve) == set(metrics), (from_curve, metrics)
+        for name, value in metrics.items():
+            assert from_curve[name] == pytest.approx(value, abs=1e-3), name
     outputs = model.predict(test, verbose=0)
     assert outputs["y"].shape == (32, 32, 32, 1)
 

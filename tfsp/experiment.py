@@ -288,6 +288,9 @@ def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[s
         truth = tf.reshape(truth, tf.shape(flat))
         sums = {name: tf.reduce_sum(tf.reshape(fn(flat, truth), [t, b]), axis=1)
                 for name, fn in spec.metrics.items()}
+        for name, (numerator, denominator) in spec.ratio_metrics.items():
+            sums[name] = tf.stack([tf.reduce_sum(tf.reshape(fn(flat, truth), [t, b]), axis=1)
+                                   for fn in (numerator, denominator)])
         return sums, b
 
     try:
@@ -304,8 +307,25 @@ def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[s
     finally:
         model.test_refine = original
     curve = {"step": list(range(steps + 1))}
-    curve.update({name: [float(v) / count for v in values] for name, values in totals.items()})
+    curve.update({name: [float(v) / count for v in totals[name]] for name in spec.metrics})
+    for name in spec.ratio_metrics:  # pooled over the set, like RatioMetric
+        numerator, denominator = totals[name]
+        curve[name] = [100.0 * float(n) / float(d) if d else 0.0 for n, d in zip(numerator, denominator)]
     return curve
+
+
+def metrics_from_step_curve(model: StructuredModel, curve: Dict[str, list]) -> Dict[str, float]:
+    """The test metrics `evaluate` would return, read off a step curve of the model's own
+    test-time refinement: the last step is the prediction, step 0 the start (G(x) alone for
+    methods with an inference network), so the curve's pass over the test set serves both."""
+    metrics = {}
+    for name, values in curve.items():
+        if name == "step":
+            continue
+        metrics[name] = values[-1]
+        if "inference_net_" in model.prediction_kinds():
+            metrics["inference_net_" + name] = values[0]
+    return metrics
 
 
 # ----- the run -------------------------------------------------------------------------------
@@ -370,10 +390,15 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
     """Test metrics (final prediction and G alone) plus everything needed to reproduce them;
     `verbose` as in Keras (progress bars at 1, one line at 2)."""
     eval_started = time.time()
+    curve = None
+    if step_curve_steps:
+        curve = step_curve(model, data.test, step_curve_steps, verbose=verbose)
     if data.full_resolution_eval is not None:
         # e.g. LFW: the working-resolution metrics and those at 250x250 from one prediction pass
         # (G-alone keys carry the prefix too).
         test_metrics = data.full_resolution_eval(model, verbose=verbose)
+    elif curve is not None and step_curve_steps == model.test_refine.steps and not model.test_refine.tolerance:
+        test_metrics = metrics_from_step_curve(model, curve)  # each pass costs minutes on a CPU
     else:
         test_metrics = evaluate(model, data.test, verbose=verbose)
     logging.info("test metrics: %s", test_metrics)
@@ -406,8 +431,8 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
             and model.value_of(tf.zeros((1, crop, crop, *data.spec.input_shape[2:]))) is not None):
         record["metrics_by_crop_mode"] = crop_mode_metrics(model, data.test, verbose=verbose,
                                                            known={model.crop_mode: record["metrics"]})
-    if step_curve_steps:
-        record["step_curve"] = step_curve(model, data.test, step_curve_steps, verbose=verbose)
+    if curve is not None:
+        record["step_curve"] = curve
     return record
 
 
