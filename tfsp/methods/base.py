@@ -415,3 +415,20 @@ class StructuredModel(keras.Model):
         if self.spec.multiclass:
             noise = noise / tf.reduce_sum(noise, axis=-1, keepdims=True)
         return (1.0 - t) * y_true + t * noise
+
+
+class WithInferenceNetwork(StructuredModel):
+    """Methods with an inference network G(x) (or A_θ(x)) beside the value/energy network:
+    two optimizers, `d_optimizer` for the value/energy network and `g_optimizer` for the
+    inference network(s), and two predictions to score, the final one and G(x) alone."""
+
+    default_beta_1 = 0.9
+    """Adam β1 of the default optimizers (0.5 for the adversarially trained LDRSP)."""
+
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3, beta_1=self.default_beta_1)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3, beta_1=self.default_beta_1)
+
+    def prediction_kinds(self):
+        return ("", "inference_net_")

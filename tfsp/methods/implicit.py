@@ -38,7 +38,7 @@ from typing import Callable, List, NamedTuple, Sequence
 import keras
 import tensorflow as tf
 
-from tfsp.methods.base import StructuredModel, repeat, sum_over_replicas
+from tfsp.methods.base import WithInferenceNetwork, repeat, sum_over_replicas
 from tfsp.methods.spen import ssvm_hinge
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig
@@ -115,7 +115,9 @@ def implicit_gradient(aux_loss_fn: Callable[[], tf.Tensor], primary_loss_fn: Cal
     return ImplicitGradient(total=total, direct=direct, implicit=implicit, theta_gradient=v)
 
 
-class ImplicitEnergy(StructuredModel):
+class ImplicitEnergy(WithInferenceNetwork):
+    """`d_optimizer` is the outer optimizer (energy φ), `g_optimizer` the inner one (A's θ)."""
+
 
     def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork, test_refine: RefineConfig,
                  primary_loss: str = "ssvm", inner_steps: int = 1, neumann_terms: int = 5,
@@ -138,15 +140,6 @@ class ImplicitEnergy(StructuredModel):
         self.pretrain_steps = int(pretrain_steps)
         self.add_train_statistics(["inner_loss", "outer_loss", "inner_cross_entropy", "grad_norm_direct",
                                    "grad_norm_implicit", "grad_norm_theta_primary", "oracle_inference_net"])
-
-    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
-        """`d_optimizer` is the outer optimizer (energy φ), `g_optimizer` the inner one (A's θ)."""
-        super().compile(**kwargs)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3)
-
-    def prediction_kinds(self):
-        return ("", "inference_net_")
 
     def initial_output(self, x, training=False):
         y_a = self.spec.output_probabilities(self.inference_net(x, training=training))

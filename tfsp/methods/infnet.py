@@ -18,13 +18,14 @@ import math
 import keras
 import tensorflow as tf
 
-from tfsp.methods.base import StructuredModel
+from tfsp.methods.base import WithInferenceNetwork
 from tfsp.methods.spen import EnergyValue, cost, ssvm_hinge
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig
 
 
-class InfNet(EnergyValue, StructuredModel):
+class InfNet(EnergyValue, WithInferenceNetwork):
+    """`d_optimizer` trains the energy, `g_optimizer` the inference networks F and A."""
 
     def __init__(self, spec, inference_net: keras.Model, cost_augmented_net: keras.Model,
                  value_net: ValueNetwork, test_refine: RefineConfig,
@@ -38,15 +39,6 @@ class InfNet(EnergyValue, StructuredModel):
         self.cross_entropy_weight = float(cross_entropy_weight)
         self.add_train_statistics(["energy_loss", "networks_loss", "hinge_cost_augmented", "hinge_test",
                                    "cross_entropy", "cost_augmented_cost"])
-
-    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
-        """`d_optimizer` trains the energy, `g_optimizer` the inference networks F and A."""
-        super().compile(**kwargs)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3)
-
-    def prediction_kinds(self):
-        return ("", "inference_net_")
 
     def build_networks(self, x) -> None:
         super().build_networks(x)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfsp.methods.base import AdversarialConfig, StructuredModel, per_example_mean
+from tfsp.methods.base import AdversarialConfig, WithInferenceNetwork, per_example_mean
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
 
@@ -26,7 +26,10 @@ def _half_squared_error(prediction, target):
     return 0.5 * tf.square(prediction - target)
 
 
-class LDRSP(StructuredModel):
+class LDRSP(WithInferenceNetwork):
+    """`d_optimizer` trains D, `g_optimizer` trains G."""
+
+    default_beta_1 = 0.5
 
     def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork,
                  test_refine: RefineConfig, train_refine: RefineConfig | None = None,
@@ -51,15 +54,6 @@ class LDRSP(StructuredModel):
         names += ["oracle_inference_net", "g_loss", "g_cross_entropy", "g_adversarial",
                   "value_ground_truth", "value_inference_net"]
         self.add_train_statistics(names)
-
-    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
-        """`d_optimizer` trains D, `g_optimizer` trains G (Adam(β1=0.5) each by default)."""
-        super().compile(**kwargs)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3, beta_1=0.5)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3, beta_1=0.5)
-
-    def prediction_kinds(self):
-        return ("", "inference_net_")
 
     def initial_output(self, x, training=False):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
