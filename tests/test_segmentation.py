@@ -117,6 +117,13 @@ def test_segmentation_methods_learn_toy_shapes(method, extra):
         assert set(from_curve) == set(metrics), (from_curve, metrics)
         for name, value in metrics.items():
             assert from_curve[name] == pytest.approx(value, abs=1e-3), name
+        if method == "ldrsp":
+            # Steps selected on a validation set: the best of its step curve, then used.
+            selected = experiment.select_refine_steps(model, test)
+            best = max(selected["validation_curve"]["mean_iou"])
+            assert selected["configured"] == 5 and model.test_refine.steps == selected["chosen"]
+            assert selected["validation_curve"]["mean_iou"][selected["chosen"]] == best
+            assert experiment.evaluate(model, test)["mean_iou"] == pytest.approx(best, abs=1e-3)
     outputs = model.predict(test, verbose=0)
     assert outputs["y"].shape == (32, 32, 32, 1)
 

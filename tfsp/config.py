@@ -131,6 +131,10 @@ class ExperimentConfig:
     """Override the task's oracle for this method (e.g. per_position_f1 for a patch discriminator)."""
     crop_mode: str = "average"
     """Segmentation test-time crops: average (refine each crop, average) or joint (DVN Table 4)."""
+    select_refine_steps: bool = False
+    """Before testing, pick the number of test-time refinement steps (0..test_refine.steps)
+    that maximizes the primary metric on the validation split (results JSON
+    `refine_steps_selected`); the papers' step counts were not tuned on this data."""
     compare_crop_modes: bool = True
     """Segmentation with refinement: also evaluate the test set with the other crop mode
     (results JSON `metrics_by_crop_mode`); one more refinement pass over the test set."""

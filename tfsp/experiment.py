@@ -23,7 +23,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfsp import crops, oracles, results, summaries
-from tfsp.config import ExperimentConfig, NetworkConfig, OptimizerConfig
+from tfsp.config import ConfigError, ExperimentConfig, NetworkConfig, OptimizerConfig
 from tfsp.datasets import TaskData, build_task_data
 from tfsp.methods import DVN, LDRSP, SPEN, AdversarialConfig, FeedForward, ImplicitEnergy, InfNet, StructuredModel
 from tfsp.networks import FCN, ConvValueNet, MultiLabelEnergy, MultiLabelMLP, PatchDiscriminator
@@ -390,6 +390,9 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
     """Test metrics (final prediction and G alone) plus everything needed to reproduce them;
     `verbose` as in Keras (progress bars at 1, one line at 2)."""
     eval_started = time.time()
+    selected = None
+    if config.select_refine_steps and getattr(model, "value_net", None) is not None:
+        selected = select_refine_steps(model, data.validation, verbose=verbose)
     curve = None
     if step_curve_steps:
         curve = step_curve(model, data.test, step_curve_steps, verbose=verbose)
@@ -433,7 +436,25 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
                                                            known={model.crop_mode: record["metrics"]})
     if curve is not None:
         record["step_curve"] = curve
+    if selected is not None:
+        record["refine_steps_selected"] = selected
     return record
+
+
+def select_refine_steps(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
+    """Sets model.test_refine.steps to the step count (0..steps; the fewest among ties) with the
+    best primary metric on `validation`; returns {"chosen", "configured", "validation_curve"}."""
+    if validation is None:
+        raise ConfigError("select_refine_steps needs a validation split; this task's data has none")
+    configured = model.test_refine.steps
+    curve = step_curve(model, validation, configured, verbose=verbose)
+    values = curve[model.spec.primary_metric]
+    chosen = int(max(range(len(values)), key=lambda k: (values[k], -k)))
+    model.test_refine = dataclasses.replace(model.test_refine, steps=chosen)
+    model.test_function = model.predict_function = None  # compiled with the old step count
+    logging.info("refinement steps selected on validation: %d of %d (%s %.2f)", chosen, configured,
+                 model.spec.primary_metric, values[chosen])
+    return {"chosen": chosen, "configured": configured, "validation_curve": curve}
 
 
 def crop_mode_metrics(model: StructuredModel, dataset, verbose=0,
