@@ -25,12 +25,16 @@ from absl import logging
 from tfsp import crops, oracles, results, summaries
 from tfsp.config import ConfigError, ExperimentConfig, NetworkConfig, OptimizerConfig
 from tfsp.datasets import TaskData, build_task_data
-from tfsp.methods import DVN, LDRSP, SPEN, AdversarialConfig, FeedForward, ImplicitEnergy, InfNet, StructuredModel
+from tfsp.methods import (DVN, LDRSP, SPEN, AdversarialConfig, FeedForward, ImplicitEnergy, InfNet,
+                          StructuredModel)
+from tfsp.methods.base import WithInferenceNetwork
 from tfsp.networks import FCN, ConvValueNet, MultiLabelEnergy, MultiLabelMLP, PatchDiscriminator
 from tfsp.refine import RefineConfig
 from tfsp.spec import TaskSpec
 
-METHODS = ("feedforward", "dvn", "ldrsp", "spen", "infnet", "implicit")
+METHOD_CLASSES = {"feedforward": FeedForward, "dvn": DVN, "ldrsp": LDRSP, "spen": SPEN, "infnet": InfNet,
+                  "implicit": ImplicitEnergy}
+METHODS = tuple(METHOD_CLASSES)
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -85,63 +89,57 @@ def _refine_config(settings, spec: TaskSpec) -> RefineConfig:
                         tolerance=settings.tolerance)
 
 
+def _method_arguments(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int) -> Dict[str, Any]:
+    """Constructor arguments of the method named by config.algorithm (or config.method),
+    beyond those every method takes."""
+    algorithm = config.algorithm or config.method
+    value_net = lambda: build_value_network(spec, config.value_net)  # noqa: E731
+    inference_net = lambda: build_inference_network(spec, config.inference_net)  # noqa: E731
+    train_refine = lambda: _refine_config(config.train_refine, spec)  # noqa: E731
+    pretrain_steps = int(round(config.pretrain_epochs * steps_per_epoch))
+    adversarial = AdversarialConfig(**dataclasses.asdict(config.adversarial))
+    if algorithm == "feedforward":
+        return dict(inference_net=inference_net())
+    if algorithm == "dvn":
+        return dict(value_net=value_net(), train_refine=train_refine(), adversarial=adversarial,
+                    sample_weights=config.sample_weights)
+    if algorithm == "ldrsp":
+        return dict(inference_net=inference_net(), value_net=value_net(), train_refine=train_refine(),
+                    adversarial=adversarial, generator_adversarial_weight=config.generator_adversarial_weight,
+                    inference_weight=config.inference_weight, adversarial_weight=config.adversarial_weight)
+    if algorithm == "spen":
+        return dict(value_net=value_net(), train_refine=train_refine(), pretrain_steps=pretrain_steps)
+    if algorithm == "infnet":
+        return dict(inference_net=inference_net(),
+                    cost_augmented_net=build_inference_network(spec, config.inference_net,
+                                                               name="cost_augmented_net"),
+                    value_net=value_net(),
+                    test_weight=config.infnet_test_weight,
+                    cross_entropy_weight=config.infnet_cross_entropy_weight)
+    if algorithm == "implicit":
+        return dict(inference_net=inference_net(), value_net=value_net(), primary_loss=config.primary_loss,
+                    pretrain_steps=pretrain_steps, **dataclasses.asdict(config.implicit))
+    raise ValueError(f"unknown algorithm {algorithm!r} for method {config.method!r}; valid: {list(METHODS)}")
+
+
 def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int) -> StructuredModel:
     """The method named by config.method, compiled with its optimizer(s)."""
     if config.oracle:
         spec = dataclasses.replace(spec, oracle=config.oracle)
         spec.oracle_fn  # noqa: B018 -- fails early, naming the valid oracles
-    common = dict(spec=spec, seed=config.seed, crop_mode=config.crop_mode, name=config.method)
-    test_refine = _refine_config(config.test_refine, spec)
-    adversarial = AdversarialConfig(**dataclasses.asdict(config.adversarial))
-    algorithm = config.algorithm or config.method
-    if algorithm == "feedforward":
-        model = FeedForward(inference_net=build_inference_network(spec, config.inference_net), **common)
-        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
-                      jit_compile=config.jit_compile)
-    elif algorithm == "dvn":
-        model = DVN(value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
-                    train_refine=_refine_config(config.train_refine, spec), adversarial=adversarial,
-                    sample_weights=config.sample_weights, **common)
-        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
-                      jit_compile=config.jit_compile)
-    elif algorithm == "ldrsp":
-        model = LDRSP(inference_net=build_inference_network(spec, config.inference_net),
-                      value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
-                      train_refine=_refine_config(config.train_refine, spec), adversarial=adversarial,
-                      generator_adversarial_weight=config.generator_adversarial_weight,
-                      inference_weight=config.inference_weight,
-                      adversarial_weight=config.adversarial_weight, **common)
-        model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
-                      g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
-                      jit_compile=config.jit_compile)
-    elif algorithm == "spen":
-        model = SPEN(value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
-                     train_refine=_refine_config(config.train_refine, spec),
-                     pretrain_steps=int(round(config.pretrain_epochs * steps_per_epoch)), **common)
-        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
-                      jit_compile=config.jit_compile)
-    elif algorithm == "infnet":
-        model = InfNet(inference_net=build_inference_network(spec, config.inference_net),
-                       cost_augmented_net=build_inference_network(
-                           spec, config.inference_net, name="cost_augmented_net"),
-                       value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
-                       test_weight=config.infnet_test_weight,
-                       cross_entropy_weight=config.infnet_cross_entropy_weight, **common)
-        model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
-                      g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
-                      jit_compile=config.jit_compile)
-    elif algorithm == "implicit":
-        model = ImplicitEnergy(inference_net=build_inference_network(spec, config.inference_net),
-                               value_net=build_value_network(spec, config.value_net), test_refine=test_refine,
-                               primary_loss=config.primary_loss,
-                               pretrain_steps=int(round(config.pretrain_epochs * steps_per_epoch)),
-                               **dataclasses.asdict(config.implicit), **common)
+    arguments = _method_arguments(config, spec, steps_per_epoch)
+    method_class = METHOD_CLASSES[config.algorithm or config.method]
+    if method_class is not FeedForward:
+        arguments["test_refine"] = _refine_config(config.test_refine, spec)
+    model = method_class(spec=spec, seed=config.seed, crop_mode=config.crop_mode, name=config.method,
+                         **arguments)
+    if isinstance(model, WithInferenceNetwork):
         model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
                       g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
                       jit_compile=config.jit_compile)
     else:
-        raise ValueError(f"unknown algorithm {algorithm!r} for method {config.method!r}; "
-                         f"valid: {list(METHODS)}")
+        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
+                      jit_compile=config.jit_compile)
     build(model, spec)
     return model
 
