@@ -19,5 +19,5 @@ for seed in $SEEDS; do
 done
 python -m tfsp.figures --data_dir="$DATA" --run=fcn:"$RUNS/horses-fcn" --run=ldrsp:"$RUNS/horses-ldrsp" \
   --steps=0,5,10,30 --output=results/horses-qualitative.png
-python launch/benchmark_segmentation.py --task=horses --output=results/benchmark-horses.json
+python launch/benchmark_segmentation.py --task=horses --output=results/benchmark-horses.json --batch_sizes=1,4 --repeats=2
 python -m tfsp.report --results_dir=results --readme=README.md
