@@ -48,6 +48,19 @@ def test_report_renders_table_and_figures(tmp_path):
     assert "curves-shapes.png" in text
 
 
+def test_table_rows_ignore_data_location_and_name_validation_selected_steps():
+    a = record("toy", "dvn")
+    b = record("toy", "dvn", seed=1)
+    a["config"]["data"]["data_dir"], b["config"]["data"]["data_dir"] = "/a", "../b"
+    c = record("toy", "dvn", seed=2, refine_steps_selected={"chosen": 3, "configured": 20})
+    c["config"].update(epochs=9, select_refine_steps=True)
+    for name, r in zip("abc", (a, b, c)):
+        r["_file"] = f"results/{name}.json"
+    table = report.results_table([a, b, c])
+    assert "| toy | dvn epochs=4 | example_f1 | 40.50 ± 0.71 (n=2) |" in table, table
+    assert "| toy | dvn epochs=9, refinement steps chosen on validation: [3] | example_f1 | 42.00 |" in table, table
+
+
 def test_validation_epochs_follow_validation_every():
     r = record("toy", "dvn")
     assert report._history_epochs(r, "loss", 4) == [1, 2, 3, 4]

@@ -63,9 +63,11 @@ def _flatten(config: Dict, prefix: str = "") -> Dict:
 
 
 def _signature(record: Dict):
-    """The run's configuration without the seed (the rows' grouping key), hashable."""
+    """The run's configuration without the seed and the data's location (the rows' grouping
+    key), hashable."""
     flat = _flatten(record.get("config", {}))
     flat.pop("seed", None)
+    flat.pop("data.data_dir", None)
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in flat.items()))
 
 
@@ -88,6 +90,9 @@ def results_table(records: List[Dict]) -> str:
             differing = sorted(k for k in shared if len({o[k] for o in others}) > 1)
             settings = dict(signature)
             variant = ", ".join([variant] * bool(variant) + [f"{k}={settings.get(k)}" for k in differing])
+        if group[0].get("config", {}).get("select_refine_steps"):
+            chosen = sorted({g["refine_steps_selected"]["chosen"] for g in group if "refine_steps_selected" in g})
+            variant = ", ".join([variant] * bool(variant) + [f"refinement steps chosen on validation: {chosen}"])
         for metric in group[0]["metrics"]:
             final = [g["metrics"][metric] for g in group]
             alone = [g["metrics_inference_net"][metric] for g in group if "metrics_inference_net" in g]
