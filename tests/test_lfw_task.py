@@ -49,6 +49,20 @@ def test_lfw_launch_end_to_end(tmp_path):
     assert "parts_train.txt" in record["split"] and "40x40" in record["split"]
     assert "metrics_by_crop_mode" not in record  # compare_crop_modes=false skips that test pass
 
+    # --mode=probe: D's value vs the oracle for reference outputs, from the run's weights.
+    probe = subprocess.run(
+        [sys.executable, "-m", "tfsp.launch", "--task=lfw", f"--data_dir={lfw}", "--mode=probe",
+         f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
+         "--set", "inference_net.filters=[4,8,8]", "--set", "value_net.filters=[4,8,8]",
+         "--set", "test_refine.steps=2", "--set", "data.crop_grid=2"],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    probed = json.loads((tmp_path / "results" / "lfw-ldrsp-probe.json").read_text())["probe"]
+    assert set(probed) == {"ground_truth", "prediction", "zeros", "noise", "shifted_ground_truth",
+                           "other_example_ground_truth"}  # no all-ones output on the simplex
+    assert probed["ground_truth"]["oracle"] == pytest.approx(1.0)
+    assert all(0.0 <= entry["value"] <= 1.0 and 0.0 <= entry["oracle"] <= 1.0 for entry in probed.values())
+
     # TensorBoard refinement images: colours of the 3 classes (red hair, green face, blue background).
     images = []
     for path in (tmp_path / "run" / "logs").rglob("events.out.tfevents.*"):

@@ -18,9 +18,11 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("mode", "train", ["train", "evaluate", "export"],
+flags.DEFINE_enum("mode", "train", ["train", "evaluate", "export", "probe"],
                   "train: train then evaluate; evaluate: evaluate the weights a run left in --model_dir; "
-                  "export: write a SavedModel of them to --export_dir.")
+                  "export: write a SavedModel of them to --export_dir; probe: the value network's "
+                  "mean value vs the oracle for reference outputs (ground truth, prediction, zeros, "
+                  "noise, ...) on the validation split, written to <results_dir>/<name>-probe.json.")
 flags.DEFINE_string("task", None, "Task name (a file tasks/<task>.json) or a path to a task JSON file.")
 flags.DEFINE_string("method", None, "Method; default: the task's default_method.")
 flags.DEFINE_string("data_dir", None, "Folder with the dataset files (default: $TFSP_DATA_DIR).")
@@ -113,6 +115,18 @@ def main(argv):
     set_progress_verbosity(verbose)  # dataset preparation; fit/evaluate take `verbose` directly
     if FLAGS.mode == "export":
         return export_saved(config, model_dir)
+    if FLAGS.mode == "probe":
+        probe_path = f"{FLAGS.results_dir}/{name}-probe.json" if FLAGS.results_dir else None
+        try:
+            record = experiment.probe_saved(config, model_dir, probe_path)
+        except (DataError, FileNotFoundError, config_lib.ConfigError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        for kind, entry in record["probe"].items():
+            print(f"{kind:28s} value {entry['value']:9.4f}   oracle {entry['oracle']:.4f}")
+        if probe_path:
+            print(f"results: {probe_path}")
+        return 0
     try:
         if FLAGS.mode == "train":
             record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
