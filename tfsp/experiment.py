@@ -8,6 +8,7 @@ The split follows the TensorFlow Model Garden: the task (data + spec) is built f
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -202,11 +203,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
     theirs to temporary folders, as every worker has to take part in saving).
     """
 
+    LOG_NAME = "training_log.json"
+    """Beside the checkpoints: one row per finished epoch (its logs and seconds), so the record
+    of a resumed run holds the history and training time of all its epochs."""
+
     def __init__(self, directory, model: StructuredModel, max_to_keep: int = 3,
                  extra: Optional[Dict[str, Any]] = None, write_directory=None):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         self.directory = str(directory)
+        self.write_directory = str(write_directory or directory)
+        self.rows: list = []
+        self._epoch_started = time.time()
         self.checkpoint = tf.train.Checkpoint(model=model, epochs_done=self.epoch,
                                               layer_random_states=random_states(model),
                                               **model.optimizers(), **(extra or {}))
@@ -219,10 +227,35 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("resumed from %s (%d epochs done)", latest, int(self.epoch.numpy()))
-        return int(self.epoch.numpy())
+        done = int(self.epoch.numpy())
+        log = Path(self.directory) / self.LOG_NAME
+        if done and log.exists():
+            # Rows past the checkpoint (written just before a save that did not happen) are dropped.
+            self.rows = [row for row in json.loads(log.read_text()) if row["epoch"] < done]
+        return done
+
+    def history(self) -> Dict[str, list]:
+        """Keras-style history of every finished epoch, this process's and earlier ones'."""
+        history: Dict[str, list] = {}
+        for row in self.rows:
+            for key, value in row["logs"].items():
+                history.setdefault(key, []).append(value)
+        return history
+
+    def train_seconds(self) -> float:
+        """Training time of every finished epoch (including validation), over all processes."""
+        return sum(row["seconds"] for row in self.rows)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        if all(math.isfinite(float(v)) for v in (logs or {}).values()):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if all(math.isfinite(v) for v in logs.values()):
+            self.rows.append({"epoch": int(epoch), "seconds": round(time.time() - self._epoch_started, 3),
+                              "logs": logs})
+            # The log first: a checkpoint never exists without its row.
+            results.write_json(Path(self.write_directory) / self.LOG_NAME, self.rows)
             self.epoch.assign(epoch + 1)
             self.manager.save(checkpoint_number=epoch + 1)
 
@@ -558,7 +591,7 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
             history_log.setdefault(k, []).extend(float(v) for v in vs)
         epochs_run += len(more.epoch)
         best = None
-    train_seconds = time.time() - train_started
+    train_seconds_this_process = time.time() - train_started
     if nan_guard.failure:
         raise TrainingDiverged(
             f"training stopped: a loss became non-finite at {nan_guard.failure}. The last good "
@@ -567,8 +600,13 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
     write_checkpoint_atomically(tf.train.Checkpoint(model=model), own_dir / FINAL_WEIGHTS)
 
     record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose)
+    if checkpoint.rows:  # every epoch of the run, also those of earlier (interrupted) processes
+        history_log, train_seconds = checkpoint.history(), checkpoint.train_seconds()
+    else:
+        train_seconds = train_seconds_this_process
     record.update({
         "train_seconds": round(train_seconds, 2),
+        "train_seconds_this_process": round(train_seconds_this_process, 2),
         "epochs_run": epochs_run,
         "initial_epoch": initial_epoch,
         "best_epoch": best.best_epoch if best is not None else None,
