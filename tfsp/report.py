@@ -96,10 +96,12 @@ def results_table(records: List[Dict]) -> str:
         for metric in group[0]["metrics"]:
             final = [g["metrics"][metric] for g in group]
             alone = [g["metrics_inference_net"][metric] for g in group if "metrics_inference_net" in g]
-            seconds = [g.get("train_seconds", float("nan")) for g in group]
+            # Records of --mode=evaluate carry no training time.
+            seconds = [g["train_seconds"] for g in group if "train_seconds" in g]
             lines.append(
                 f"| {task} | {method}{(' ' + variant) if variant else ''} | {metric} | {_fmt(final)} | "
-                f"{_fmt(alone) if alone else '–'} | {statistics.mean(seconds):.0f} | "
+                f"{_fmt(alone) if alone else '–'} | "
+                f"{f'{statistics.mean(seconds):.0f}' if seconds else '–'} | "
                 f"{', '.join(str(g['seed']) for g in group)} | "
                 f"{', '.join('`' + g['_file'] + '`' for g in group)} |")
     commands = ["", "Commands that wrote them:", ""]
