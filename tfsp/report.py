@@ -68,6 +68,7 @@ def _signature(record: Dict):
     flat = _flatten(record.get("config", {}))
     flat.pop("seed", None)
     flat.pop("data.data_dir", None)
+    flat.pop("compare_crop_modes", None)  # an extra evaluation pass; the metrics do not depend on it
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in flat.items()))
 
 
@@ -87,7 +88,8 @@ def results_table(records: List[Dict]) -> str:
         if len(others) > 1:
             # Fields only some files have (added to the code later) are not differences.
             shared = set.intersection(*(set(o) for o in others))
-            differing = sorted(k for k in shared if len({o[k] for o in others}) > 1)
+            differing = sorted(k for k in shared if len({o[k] for o in others}) > 1
+                               and k != "select_refine_steps")  # named below with the steps chosen
             settings = dict(signature)
             variant = ", ".join([variant] * bool(variant) + [f"{k}={settings.get(k)}" for k in differing])
         if group[0].get("config", {}).get("select_refine_steps"):
