@@ -31,3 +31,5 @@ implicit dvn 25 -25epochs
 implicit cd 20 -lambda10-alpha0.05 "${SELECT_A[@]}" --set implicit.energy_weight=10 --set implicit.neumann_step=0.05
 implicit ssvm 20 -select-inference-net "${SELECT_A[@]}"
 python -m tfsp.report --results_dir=results --readme=README.md
+implicit cd 30 -pretrain20-lambda0.1 --set pretrain_epochs=20 --set implicit.energy_weight=0.1 \
+  "${SELECT_A[@]}" --set select_refine_steps=true
