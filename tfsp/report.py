@@ -74,9 +74,16 @@ def _signature(record: Dict):
 
 def results_table(records: List[Dict]) -> str:
     """One row per (task, method, variant, configuration): mean ± sd over seeds when several files share it."""
-    groups = defaultdict(list)
+    by_variant = defaultdict(list)
     for r in records:
-        groups[(r["task"], r["method"], r.get("variant", ""), _signature(r))].append(r)
+        by_variant[(r["task"], r["method"], r.get("variant", ""))].append(r)
+    groups = defaultdict(list)
+    for key, members in by_variant.items():
+        # Fields only some files have (added to the code later, at their defaults) do not set
+        # runs apart: configurations are compared on the fields all of them record.
+        shared = set.intersection(*(set(dict(_signature(r))) for r in members))
+        for r in members:
+            groups[key + (tuple(item for item in _signature(r) if item[0] in shared),)].append(r)
     # Rows of one method and variant whose configurations differ say how (e.g. "epochs=25").
     siblings = defaultdict(list)
     for key in groups:
