@@ -52,6 +52,7 @@ def test_table_rows_ignore_data_location_and_name_validation_selected_steps():
     a = record("toy", "dvn")
     b = record("toy", "dvn", seed=1)
     a["config"]["data"]["data_dir"], b["config"]["data"]["data_dir"] = "/a", "../b"
+    b["config"]["added_later"] = True  # a field the older file does not record: still one row
     c = record("toy", "dvn", seed=2, refine_steps_selected={"chosen": 3, "configured": 20})
     c["config"].update(epochs=9, select_refine_steps=True)
     for name, r in zip("abc", (a, b, c)):
