@@ -218,7 +218,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.checkpoint = tf.train.Checkpoint(model=model, epochs_done=self.epoch,
                                               layer_random_states=random_states(model),
                                               **model.optimizers(), **(extra or {}))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(write_directory or directory),
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_directory,
                                                   max_to_keep=max_to_keep)
 
     def restore_latest(self) -> int:
@@ -422,7 +422,7 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
     `verbose` as in Keras (progress bars at 1, one line at 2)."""
     eval_started = time.time()
     selected = None
-    if config.select_refine_steps and getattr(model, "value_net", None) is not None:
+    if config.select_refine_steps and model.refines:
         selected = select_refine_steps(model, data.validation, verbose=verbose)
     curve = None
     if step_curve_steps:
@@ -460,9 +460,7 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "eval_seconds": round(time.time() - eval_started, 2),
         "machine": results.machine(),
     })
-    crop = data.spec.crop_size
-    if (config.compare_crop_modes and crop
-            and model.value_of(tf.zeros((1, crop, crop, *data.spec.input_shape[2:]))) is not None):
+    if config.compare_crop_modes and data.spec.crop_size and model.refines:
         record["metrics_by_crop_mode"] = crop_mode_metrics(model, data.test, verbose=verbose,
                                                            known={model.crop_mode: record["metrics"]})
     if curve is not None:
@@ -569,14 +567,12 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         return dict(x=finite)
 
     train_started = time.time()
-    history_log: Dict[str, list] = {}
     epochs_run = 0
     if initial_epoch < config.epochs:
         history = model.fit(**training_data(initial_epoch, data.train_from_epoch, data.train),
                             validation_data=data.validation, validation_freq=config.validation_every,
                             epochs=config.epochs, shuffle=False, initial_epoch=initial_epoch,
                             callbacks=callbacks, verbose=verbose)
-        history_log = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         epochs_run = len(history.epoch)
     elif best is not None and (initial_epoch == config.epochs or not config.final_epochs_on_all_training_data):
         best.apply(model)  # what the uninterrupted run's first fit ended with
@@ -587,8 +583,6 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         more = model.fit(**training_data(first, data.train_and_validation_from_epoch, data.train_and_validation),
                          epochs=config.epochs + config.final_epochs_on_all_training_data,
                          shuffle=False, initial_epoch=first, callbacks=callbacks, verbose=verbose)
-        for k, vs in more.history.items():
-            history_log.setdefault(k, []).extend(float(v) for v in vs)
         epochs_run += len(more.epoch)
         best = None
     train_seconds_this_process = time.time() - train_started
@@ -600,17 +594,16 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
     write_checkpoint_atomically(tf.train.Checkpoint(model=model), own_dir / FINAL_WEIGHTS)
 
     record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose)
-    if checkpoint.rows:  # every epoch of the run, also those of earlier (interrupted) processes
-        history_log, train_seconds = checkpoint.history(), checkpoint.train_seconds()
-    else:
-        train_seconds = train_seconds_this_process
+    # Every epoch of the run, also those of earlier (interrupted) processes; run directories
+    # from before the epoch log have no rows for their earlier epochs.
+    train_seconds = checkpoint.train_seconds() if checkpoint.rows else train_seconds_this_process
     record.update({
         "train_seconds": round(train_seconds, 2),
         "train_seconds_this_process": round(train_seconds_this_process, 2),
         "epochs_run": epochs_run,
         "initial_epoch": initial_epoch,
         "best_epoch": best.best_epoch if best is not None else None,
-        "history": history_log,
+        "history": checkpoint.history(),
         "wall_seconds": round(time.time() - started, 2),
     })
     return record
@@ -650,7 +643,7 @@ def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[
     its oracle ranks them as the oracle does; one that gives them all about the same value
     has not (what DVN's value net on horses does). Segmentation images larger than the
     training crops are probed on their centre crop, the input size the value net was trained on."""
-    if getattr(model, "value_net", None) is None:
+    if not model.refines:
         raise ConfigError(f"method {model.name!r} has no value network to probe")
     spec = model.spec
     rng = tf.random.Generator.from_seed(seed)

@@ -115,29 +115,27 @@ def main(argv):
     set_progress_verbosity(verbose)  # dataset preparation; fit/evaluate take `verbose` directly
     if FLAGS.mode == "export":
         return export_saved(config, model_dir)
-    if FLAGS.mode == "probe":
-        probe_path = f"{FLAGS.results_dir}/{name}-probe.json" if FLAGS.results_dir else None
-        try:
-            record = experiment.probe_saved(config, model_dir, probe_path)
-        except (DataError, FileNotFoundError, config_lib.ConfigError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        for kind, entry in record["probe"].items():
-            print(f"{kind:28s} value {entry['value']:9.4f}   oracle {entry['oracle']:.4f}")
-        if probe_path:
-            print(f"results: {probe_path}")
-        return 0
+    if FLAGS.mode == "probe" and results_path:
+        results_path = results_path[:-len(".json")] + "-probe.json"
     try:
         if FLAGS.mode == "train":
             record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
                                     verbose=verbose, strategy=FLAGS.strategy)
+        elif FLAGS.mode == "probe":
+            record = experiment.probe_saved(config, model_dir, results_path)
         else:
             record = experiment.evaluate_saved(config, model_dir, results_path,
                                                step_curve_steps=FLAGS.step_curve, verbose=verbose)
-    except (DataError, experiment.TrainingDiverged, FileNotFoundError) as e:
+    except (DataError, experiment.TrainingDiverged, FileNotFoundError, config_lib.ConfigError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if FLAGS.mode == "probe":
+        for kind, entry in record["probe"].items():
+            print(f"{kind:28s} value {entry['value']:9.4f}   oracle {entry['oracle']:.4f}")
+        if results_path:
+            print(f"results: {results_path}")
+        return 0
     summary = {"metrics": record["metrics"], **({"metrics_inference_net": record["metrics_inference_net"]}
                                                 if "metrics_inference_net" in record else {})}
     print(f"{name}: {summary}" + (f" (train {record['train_seconds']} s)" if "train_seconds" in record else ""))

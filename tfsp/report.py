@@ -93,9 +93,8 @@ def results_table(records: List[Dict]) -> str:
     for (task, method, variant, signature), group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         others = siblings[(task, method, variant)]
         if len(others) > 1:
-            # Fields only some files have (added to the code later) are not differences.
-            shared = set.intersection(*(set(o) for o in others))
-            differing = sorted(k for k in shared if len({o[k] for o in others}) > 1
+            # The signatures hold the same fields (those every file of the variant records).
+            differing = sorted(k for k in others[0] if len({o[k] for o in others}) > 1
                                and k != "select_refine_steps")  # named below with the steps chosen
             settings = dict(signature)
             variant = ", ".join([variant] * bool(variant) + [f"{k}={settings.get(k)}" for k in differing])

@@ -196,15 +196,19 @@ class StructuredModel(keras.Model):
         extra outputs to report (e.g. {"y_inference_net": G(x)})."""
         raise NotImplementedError
 
+    @property
+    def refines(self) -> bool:
+        """Whether prediction refines on a value network (`value_of` is not None)."""
+        return getattr(self, "value_net", None) is not None
+
     def value_of(self, x, training=False):
         """The per-example value function y -> [B] to ascend at test time, with everything
         that depends on x alone computed here, once; None if the method does not refine.
 
         Methods with a value network `self.value_net` ascend the mean of its sigmoid scores."""
-        value_net = getattr(self, "value_net", None)
-        if value_net is None:
+        if not self.refines:
             return None
-        value_map = self.value_map(value_net.precompute(x, training=training), training=training)
+        value_map = self.value_map(self.value_net.precompute(x, training=training), training=training)
         return lambda y: per_example_mean(value_map(y))
 
     def value_map(self, context, training=False):
