@@ -63,7 +63,11 @@ def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tiny_mulan, t
     assert len(resumed["history"]["loss"]) == 5
     for key, values in uninterrupted["history"].items():
         assert resumed["history"][key] == pytest.approx(values, abs=1e-6), key
-    assert resumed["train_seconds"] > resumed["train_seconds_this_process"] > 0
+    # Its training time is that of all five epochs: the killed process's first one(s) included.
+    rows = json.loads((tmp_path / "run" / "checkpoints" / "training_log.json").read_text())
+    assert [row["epoch"] for row in rows] == [0, 1, 2, 3, 4]
+    assert resumed["train_seconds"] == pytest.approx(sum(row["seconds"] for row in rows), abs=0.01)
+    assert resumed["train_seconds_this_process"] > 0
 
 
 def test_training_epochs_depend_only_on_seed_and_epoch():
