@@ -140,3 +140,23 @@ def test_epoch_checkpoint_holds_the_extra_training_state(method, overrides, tmp_
     assert all(int(trained.optimizers()[name].iterations.numpy()) > 0 for name in used)
     for name, value in expected.items():
         np.testing.assert_array_equal(actual[name], value, err_msg=f"{method}: {name} not restored")
+
+
+def test_checkpoint_of_another_model_gets_an_error_naming_it(tmp_path):
+    """Rerunning into a model directory whose checkpoint another method (or an older tfsp)
+    wrote fails with an error naming the checkpoint, instead of TensorFlow's matching dump."""
+    import tensorflow as tf
+
+    from conftest import correlated_multilabel
+    from test_methods import method_config
+    from tfsp import experiment
+    from tfsp.spec import multilabel_spec
+
+    x, y = correlated_multilabel(n=16, num_features=8, num_labels=6, seed=2)
+    spec = multilabel_spec("synthetic", 8, 6, feature_mean=x.mean(0), feature_std=x.std(0) + 1e-6)
+    written = experiment.build_method(method_config("feedforward"), spec, steps_per_epoch=2)
+    written.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
+    experiment.EpochCheckpoint(tmp_path, written).manager.save()
+    other = experiment.build_method(method_config("ldrsp"), spec, steps_per_epoch=2)
+    with pytest.raises(experiment.CheckpointMismatch, match=r"ckpt-1: this checkpoint does not match"):
+        experiment.EpochCheckpoint(tmp_path, other).restore_latest()

@@ -39,6 +39,11 @@ METHODS = tuple(METHOD_CLASSES)
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
+class CheckpointMismatch(ConfigError):
+    """The model directory's checkpoint was written for a different model (another method or
+    configuration, or an older version of tfsp whose variables differ)."""
+
+
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the message says where and which checkpoint is intact."""
 
@@ -225,7 +230,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
         """Restores the newest checkpoint, if any; returns the number of epochs it had finished."""
         latest = tf.train.latest_checkpoint(self.directory)
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as e:
+                first_line = str(e).strip().splitlines()[0][:300]
+                raise CheckpointMismatch(
+                    f"{latest}: this checkpoint does not match the model being trained (written for "
+                    f"another method or configuration, or by an older tfsp): {first_line}. Resume "
+                    f"with the configuration that wrote it, or train in a new --model_dir; a "
+                    f"finished run's final weights can still be scored with --mode=evaluate") from None
             logging.info("resumed from %s (%d epochs done)", latest, int(self.epoch.numpy()))
         done = int(self.epoch.numpy())
         log = Path(self.directory) / self.LOG_NAME
