@@ -41,10 +41,14 @@ def method_config(method, **overrides):
     ("feedforward", {}),
     ("dvn", {}),
     ("dvn", {"sample_weights": {"inference": 1.0, "adversarial": 1.0, "ground_truth": 1.0,
-                                "stratified": 1.0}}),
+                                "stratified": 1.0, "mismatched": 1.0}}),
     ("ldrsp", {"test_refine": {"normalize": True, "step_size": 0.2},
                "train_refine": {"normalize": True, "step_size": 0.2},
                "adversarial": {"normalize": True, "step_size": 0.2}}),
+    ("ldrsp", {"test_refine": {"normalize": True, "step_size": 0.2},
+               "train_refine": {"normalize": True, "step_size": 0.2},
+               "adversarial": {"normalize": True, "step_size": 0.2},
+               "extra_sample_weights": {"stratified": 0.5, "mismatched": 0.5}}),
 ])
 def test_method_learns(method, overrides):
     spec, train, test, y = synthetic_task()
@@ -77,3 +81,17 @@ def test_dvn_refinement_improves_its_own_value():
     context = model.value_net.precompute(model.prepare_inputs(x))
     value = model.value_map(context)
     assert float(tf.reduce_mean(value(trajectory[-1]))) > float(tf.reduce_mean(value(trajectory[0])))
+
+
+def test_reference_samples_are_made_from_the_ground_truth_alone():
+    spec, _, _, y = synthetic_task()
+    model = experiment.build_method(method_config("ldrsp", extra_sample_weights={"mismatched": 1.0}),
+                                    spec, steps_per_epoch=1)
+    y_true = tf.constant(y[:4], tf.float32)
+    samples = model.reference_samples(["mismatched", "ground_truth"], y_true)
+    assert list(samples) == ["ground_truth", "mismatched"]  # a fixed order, whatever was asked
+    np.testing.assert_array_equal(samples["mismatched"].numpy(), np.roll(y[:4], 1, axis=0))
+    np.testing.assert_array_equal(samples["ground_truth"].numpy(), y[:4])
+    with pytest.raises(ValueError, match="unknown LDRSP extra sample kinds"):
+        experiment.build_method(method_config("ldrsp", extra_sample_weights={"inference": 1.0}),
+                                spec, steps_per_epoch=1)

@@ -153,13 +153,17 @@ class ExperimentConfig:
     adversarial: AdversarialSettings = dataclasses.field(default_factory=AdversarialSettings)
     sample_weights: Dict[str, float] = dataclasses.field(
         default_factory=lambda: {"inference": 1.0, "adversarial": 1.0})
-    """DVN: weight of each kind of generated tuple (inference, adversarial, ground_truth, stratified)."""
+    """DVN: weight of each kind of generated tuple (inference, adversarial, ground_truth,
+    stratified, mismatched: another example's ground truth)."""
     generator_adversarial_weight: float = 1.0
     """LDRSP λ_g."""
     inference_weight: float = 1.0
     """LDRSP λ_v: weight of refined samples in D's loss."""
     adversarial_weight: float = 1.0
     """LDRSP β_v: weight of adversarial samples in D's loss."""
+    extra_sample_weights: Dict[str, float] = dataclasses.field(default_factory=dict)
+    """LDRSP: weights in D's loss of tuples made from y* alone, which the papers do not use:
+    stratified (interpolations to noise), mismatched (another example's ground truth)."""
     primary_loss: str = "ssvm"
     """implicit: the outer loss, ssvm | cd | dvn (--primary_loss)."""
     implicit: ImplicitSettings = dataclasses.field(default_factory=ImplicitSettings)

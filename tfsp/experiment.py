@@ -112,7 +112,8 @@ def _method_arguments(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch:
     if algorithm == "ldrsp":
         return dict(inference_net=inference_net(), value_net=value_net(), train_refine=train_refine(),
                     adversarial=adversarial, generator_adversarial_weight=config.generator_adversarial_weight,
-                    inference_weight=config.inference_weight, adversarial_weight=config.adversarial_weight)
+                    inference_weight=config.inference_weight, adversarial_weight=config.adversarial_weight,
+                    extra_sample_weights=config.extra_sample_weights)
     if algorithm == "spen":
         return dict(value_net=value_net(), train_refine=train_refine(), pretrain_steps=pretrain_steps)
     if algorithm == "infnet":

@@ -420,6 +420,22 @@ class StructuredModel(keras.Model):
             noise = noise / tf.reduce_sum(noise, axis=-1, keepdims=True)
         return (1.0 - t) * y_true + t * noise
 
+    def mismatched_samples(self, y_true):
+        """y* of another example of the batch (the batch rolled by one): a well-formed output
+        that is wrong for this x, so D must look at x to value it (interpolations to noise and
+        steps from G(x) can be told apart from y* by their look alone)."""
+        return tf.roll(y_true, shift=1, axis=0)
+
+    def reference_samples(self, kinds, y_true) -> Dict[str, tf.Tensor]:
+        """{kind: y} for the kinds among ground_truth, stratified and mismatched: tuples made
+        from y* alone, without the value network."""
+        makers = {"ground_truth": lambda: y_true, "stratified": lambda: self.stratified_samples(y_true),
+                  "mismatched": lambda: self.mismatched_samples(y_true)}
+        return {kind: makers[kind]() for kind in REFERENCE_SAMPLE_KINDS if kind in kinds}
+
+
+REFERENCE_SAMPLE_KINDS = ("ground_truth", "stratified", "mismatched")
+
 
 class WithInferenceNetwork(StructuredModel):
     """Methods with an inference network G(x) (or A_θ(x)) beside the value/energy network:

@@ -5,7 +5,8 @@ generates tuples with the current D (all inside the compiled step):
   * inference samples: refinement on D from zeros (the test-time procedure);
   * adversarial samples: ascent on D's cross-entropy loss w.r.t. y, started from
     y* or from zeros (DVN Sec. 3.2);
-  * optionally ground truth (v* = 1) and stratified interpolations y* -> noise;
+  * optionally ground truth (v* = 1), stratified interpolations y* -> noise and
+    mismatched ground truth (another example's y*);
 and trains D with cross-entropy against v*. Prediction is projected gradient
 ascent on D from y = 0.
 """
@@ -16,11 +17,11 @@ from typing import Mapping
 
 import tensorflow as tf
 
-from tfsp.methods.base import AdversarialConfig, StructuredModel
+from tfsp.methods.base import REFERENCE_SAMPLE_KINDS, AdversarialConfig, StructuredModel
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
 
-SAMPLE_KINDS = ("inference", "adversarial", "ground_truth", "stratified")
+SAMPLE_KINDS = ("inference", "adversarial") + REFERENCE_SAMPLE_KINDS
 
 
 class DVN(StructuredModel):
@@ -61,10 +62,7 @@ class DVN(StructuredModel):
                 return tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
             samples["adversarial"] = self.adversarial_samples(regression_loss, value_fn, y_true, zeros,
                                                               self.adversarial)
-        if "ground_truth" in self.sample_weights:
-            samples["ground_truth"] = y_true
-        if "stratified" in self.sample_weights:
-            samples["stratified"] = self.stratified_samples(y_true)
+        samples.update(self.reference_samples(self.sample_weights, y_true))
         return samples
 
     def train_step(self, data):

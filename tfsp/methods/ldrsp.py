@@ -6,7 +6,9 @@ D (sigmoid head) is regressed, with weights from LDRSP Eq. 10 / ALEN Eq. 6a-6c, 
   1          on ground truth (x, y*),
   v*(G(x))   on G's outputs,
   v*(ŷ)      on refined samples ŷ (normalized ascent on D from G(x))  [λ_v],
-  v*(ỹ)      on adversarial samples ỹ (ascent on D's loss)            [β_v];
+  v*(ỹ)      on adversarial samples ỹ (ascent on D's loss)            [β_v],
+  v*(y)      optionally on tuples made from y* (`extra_sample_weights`: stratified
+             interpolations to noise, another example's y*), which the papers do not use;
 G is trained on cross-entropy plus λ_g·½(D(x, G(x)) − 1)² (LDRSP Eq. 6, ALEN Eq. 11).
 Both use Adam with β1 = 0.5 (two optimizers, as in the keras-io GAN examples).
 Prediction: G(x) refined by normalized-gradient ascent on D with projection.
@@ -14,10 +16,13 @@ Prediction: G(x) refined by normalized-gradient ascent on D with projection.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import keras
 import tensorflow as tf
 
-from tfsp.methods.base import AdversarialConfig, WithInferenceNetwork, per_example_mean
+from tfsp.methods.base import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, WithInferenceNetwork,
+                               per_example_mean)
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
 
@@ -37,6 +42,7 @@ class LDRSP(WithInferenceNetwork):
                  generator_adversarial_weight: float = 1.0,  # λ_g
                  inference_weight: float = 1.0,  # λ_v
                  adversarial_weight: float = 1.0,  # β_v
+                 extra_sample_weights: Mapping[str, float] | None = None,
                  **kwargs):
         super().__init__(spec, test_refine=test_refine, **kwargs)
         self.inference_net = inference_net
@@ -46,11 +52,18 @@ class LDRSP(WithInferenceNetwork):
         self.generator_adversarial_weight = float(generator_adversarial_weight)
         self.inference_weight = float(inference_weight)
         self.adversarial_weight = float(adversarial_weight)
+        extra = {k: float(v) for k, v in (extra_sample_weights or {}).items() if v}
+        unknown = set(extra) - set(REFERENCE_SAMPLE_KINDS[1:])
+        if unknown:
+            raise ValueError(f"unknown LDRSP extra sample kinds {sorted(unknown)}; "
+                             f"valid: {list(REFERENCE_SAMPLE_KINDS[1:])}")
+        self.extra_sample_weights = extra
         names = ["d_loss", "d_ground_truth", "d_inference_net"]
         if self.inference_weight:
             names += ["d_refined", "oracle_refined"]
         if self.adversarial_weight:
             names += ["d_adversarial", "oracle_adversarial"]
+        names += [f"{prefix}_{kind}" for kind in extra for prefix in ("d", "oracle")]
         names += ["oracle_inference_net", "g_loss", "g_cross_entropy", "g_adversarial",
                   "value_ground_truth", "value_inference_net"]
         self.add_train_statistics(names)
@@ -75,6 +88,7 @@ class LDRSP(WithInferenceNetwork):
                 return per_example_mean(_half_squared_error(value_map(y), target))
             samples["adversarial"] = self.adversarial_samples(regression_loss, value_fn,
                                                               y_true, y_g, self.adversarial)
+        samples.update(self.reference_samples(self.extra_sample_weights, y_true))
         return samples
 
     def train_step(self, data):
@@ -87,7 +101,7 @@ class LDRSP(WithInferenceNetwork):
 
         # D: least-squares regression to 1 on y* and to v* on the samples.
         weights = {"inference_net": 1.0, "refined": self.inference_weight,
-                   "adversarial": self.adversarial_weight}
+                   "adversarial": self.adversarial_weight, **self.extra_sample_weights}
         with tf.GradientTape() as tape:
             d = self.value_map(self.value_net.precompute(x, training=True), training=True)
             value_truth = d(y_true)
