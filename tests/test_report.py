@@ -52,14 +52,19 @@ def test_table_rows_ignore_data_location_and_name_validation_selected_steps():
     a = record("toy", "dvn")
     b = record("toy", "dvn", seed=1)
     a["config"]["data"]["data_dir"], b["config"]["data"]["data_dir"] = "/a", "../b"
-    b["config"]["added_later"] = True  # a field the older file does not record: still one row
+    # A field the older file does not record counts at its default: still one row ...
+    b["config"]["select_refine_steps"] = False
     c = record("toy", "dvn", seed=2, refine_steps_selected={"chosen": 3, "configured": 20})
     c["config"].update(epochs=9, select_refine_steps=True)
-    for name, r in zip("abc", (a, b, c)):
+    # ... and at another value it is another row, even with everything else equal.
+    d = record("toy", "dvn", seed=0, refine_steps_selected={"chosen": 2, "configured": 20})
+    d["config"]["select_refine_steps"] = True
+    for name, r in zip("abcd", (a, b, c, d)):
         r["_file"] = f"results/{name}.json"
-    table = report.results_table([a, b, c])
+    table = report.results_table([a, b, c, d])
     assert "| toy | dvn epochs=4 | example_f1 | 40.50 ± 0.71 (n=2) |" in table, table
     assert "| toy | dvn epochs=9, refinement steps chosen on validation: [3] | example_f1 | 42.00 |" in table, table
+    assert "| toy | dvn epochs=4, refinement steps chosen on validation: [2] | example_f1 | 40.00 |" in table, table
 
 
 def test_validation_epochs_follow_validation_every():

@@ -62,10 +62,17 @@ def _flatten(config: Dict, prefix: str = "") -> Dict:
     return flat
 
 
+def _config_defaults() -> Dict:
+    from tfsp.config import ExperimentConfig
+
+    return _flatten(ExperimentConfig().to_dict())
+
+
 def _signature(record: Dict):
     """The run's configuration without the seed and the data's location (the rows' grouping
-    key), hashable."""
-    flat = _flatten(record.get("config", {}))
+    key), hashable. Fields a file lacks (added to the code after it was written) count at
+    their defaults, i.e. as the code behaved before they existed."""
+    flat = {**_config_defaults(), **_flatten(record.get("config", {}))}
     flat.pop("seed", None)
     flat.pop("data.data_dir", None)
     flat.pop("compare_crop_modes", None)  # an extra evaluation pass; the metrics do not depend on it
@@ -79,11 +86,8 @@ def results_table(records: List[Dict]) -> str:
         by_variant[(r["task"], r["method"], r.get("variant", ""))].append(r)
     groups = defaultdict(list)
     for key, members in by_variant.items():
-        # Fields only some files have (added to the code later, at their defaults) do not set
-        # runs apart: configurations are compared on the fields all of them record.
-        shared = set.intersection(*(set(dict(_signature(r))) for r in members))
         for r in members:
-            groups[key + (tuple(item for item in _signature(r) if item[0] in shared),)].append(r)
+            groups[key + (_signature(r),)].append(r)
     # Rows of one method and variant whose configurations differ say how (e.g. "epochs=25").
     siblings = defaultdict(list)
     for key in groups:
@@ -93,7 +97,7 @@ def results_table(records: List[Dict]) -> str:
     for (task, method, variant, signature), group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         others = siblings[(task, method, variant)]
         if len(others) > 1:
-            # The signatures hold the same fields (those every file of the variant records).
+            # The signatures hold the same fields (every config field, defaults filled in).
             differing = sorted(k for k in others[0] if len({o[k] for o in others}) > 1
                                and k != "select_refine_steps")  # named below with the steps chosen
             settings = dict(signature)
