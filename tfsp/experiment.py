@@ -319,8 +319,6 @@ def evaluate(model: StructuredModel, dataset, verbose=0) -> Dict[str, float]:
 def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[str, list]:
     """Each metric after every refinement step 0..steps (binarized predictions) over `dataset`
     (with a Keras progress bar over its batches at verbose=1, one line at 2)."""
-    original = model.test_refine
-    model.test_refine = dataclasses.replace(original, steps=steps, tolerance=0.0)
     spec = model.spec
 
     @tf.function(reduce_retracing=True)
@@ -338,7 +336,7 @@ def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[s
                                    for fn in (numerator, denominator)])
         return sums, b
 
-    try:
+    with model.test_settings(refine=dataclasses.replace(model.test_refine, steps=steps, tolerance=0.0)):
         totals, count = None, 0
         batches = int(dataset.cardinality().numpy())
         progress = keras.utils.Progbar(batches if batches > 0 else None,
@@ -349,8 +347,6 @@ def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[s
             totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
             count += int(b)
             progress.update(batch + 1)
-    finally:
-        model.test_refine = original
     curve = {"step": list(range(steps + 1))}
     curve.update({name: [float(v) / count for v in totals[name]] for name in spec.metrics})
     for name in spec.ratio_metrics:  # pooled over the set, like RatioMetric
@@ -493,8 +489,7 @@ def select_refine_steps(model: StructuredModel, validation, verbose=0) -> Dict[s
     curve = step_curve(model, validation, configured, verbose=verbose)
     values = curve[model.spec.primary_metric]
     chosen = int(max(range(len(values)), key=lambda k: (values[k], -k)))
-    model.test_refine = dataclasses.replace(model.test_refine, steps=chosen)
-    model.test_function = model.predict_function = None  # compiled with the old step count
+    model.set_test_settings(refine=dataclasses.replace(model.test_refine, steps=chosen))
     logging.info("refinement steps selected on validation: %d of %d (%s %.2f)", chosen, configured,
                  model.spec.primary_metric, values[chosen])
     return {"chosen": chosen, "configured": configured, "validation_curve": curve}
@@ -505,18 +500,12 @@ def crop_mode_metrics(model: StructuredModel, dataset, verbose=0,
     """Test metrics of refinement with each crop mode (crops refined alone and averaged, or
     the whole mask refined jointly), whichever the model was trained with; modes in `known`
     (e.g. the model's own, just evaluated) are not evaluated again."""
-    original = model.crop_mode
     by_mode = {mode: {k: v for k, v in metrics.items() if not k.endswith("_250")}
                for mode, metrics in (known or {}).items()}
-    try:
-        for mode in [m for m in crops.CROP_MODES if m not in by_mode]:
-            model.crop_mode = mode
-            model.test_function = None  # the compiled test step baked in the previous mode
+    for mode in [m for m in crops.CROP_MODES if m not in by_mode]:
+        with model.test_settings(crop_mode=mode):
             by_mode[mode] = {k: v for k, v in evaluate(model, dataset, verbose=verbose).items()
                              if not k.startswith("inference_net_")}
-    finally:
-        model.crop_mode = original
-        model.test_function = None
     return by_mode
 
 

@@ -67,8 +67,9 @@ def render_grid(runs, output, steps=(0, 5, 10, 30), examples: int = 6, data_dir=
             titles += ["image", "ground truth"]
         last = i == len(runs) - 1
         if last and "value" in model.infer(x[:1]):  # the last run refines: show its trajectory
-            model.test_refine = dataclasses.replace(model.test_refine, steps=max(steps), tolerance=0.0)
-            trajectory = model.infer(x, return_trajectory=True)["trajectory"].numpy()
+            with model.test_settings(refine=dataclasses.replace(model.test_refine, steps=max(steps),
+                                                                 tolerance=0.0)):
+                trajectory = model.infer(x, return_trajectory=True)["trajectory"].numpy()
             for s in steps:
                 columns.append(colour(trajectory[min(s, len(trajectory) - 1)]))
                 titles.append(f"{label} step {s}")

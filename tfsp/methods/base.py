@@ -18,8 +18,9 @@ shares too (`track` sums them over the replicas), and random numbers come from
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 import keras
 import tensorflow as tf
@@ -200,6 +201,27 @@ class StructuredModel(keras.Model):
     def refines(self) -> bool:
         """Whether prediction refines on a value network (`value_of` is not None)."""
         return getattr(self, "value_net", None) is not None
+
+    def set_test_settings(self, refine: Optional[RefineConfig] = None,
+                          crop_mode: Optional[str] = None) -> None:
+        """Changes how prediction refines (steps, step size, ...) and/or combines crops; the
+        compiled test and predict steps, which baked in the old settings, are dropped."""
+        if crop_mode is not None and crop_mode not in crops.CROP_MODES:
+            raise ValueError(f"unknown crop mode {crop_mode!r}; valid: {crops.CROP_MODES}")
+        self.test_refine = self.test_refine if refine is None else refine
+        self.crop_mode = self.crop_mode if crop_mode is None else crop_mode
+        self.test_function = self.predict_function = None
+
+    @contextlib.contextmanager
+    def test_settings(self, refine: Optional[RefineConfig] = None, crop_mode: Optional[str] = None):
+        """`set_test_settings` for the duration of a `with` block, restored afterwards
+        (e.g. a step curve's longer refinement, the other crop mode's evaluation)."""
+        saved = self.test_refine, self.crop_mode
+        self.set_test_settings(refine, crop_mode)
+        try:
+            yield self
+        finally:
+            self.set_test_settings(*saved)
 
     def value_of(self, x, training=False):
         """The per-example value function y -> [B] to ascend at test time, with everything
