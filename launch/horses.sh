@@ -11,22 +11,51 @@ SEEDS=${SEEDS:-0}
 
 for seed in $SEEDS; do
   suffix=""; [ "$seed" != 0 ] && suffix="-seed$seed"
-  for method in fcn ldrsp dvn; do
+  for method in fcn ldrsp; do
     curve=""; [ "$method" != fcn ] && curve="--step_curve=30"
     python -m tfsp.launch --task=horses --method=$method --data_dir="$DATA" --seed="$seed" \
       --model_dir="$RUNS/horses-$method$suffix" --results_suffix="$suffix" --verbose=2 $curve
   done
 done
-# LDRSP's refinement steps chosen on validation; DVN with leaky ReLU, 40 epochs resumed to 120;
-# probes of both value networks (D's value next to the oracle for reference masks).
+# LDRSP's refinement steps chosen on validation; probes of the value networks (D's value next
+# to the oracle for reference masks).
 python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --model_dir="$RUNS/horses-ldrsp" \
   --mode=evaluate --results_suffix=-select-steps --set select_refine_steps=true --set compare_crop_modes=false
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --model_dir="$RUNS/horses-ldrsp" --mode=probe
+# LDRSP whose D also trains on stratified and mismatched tuples (not in the papers), 120 epochs.
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --model_dir="$RUNS/horses-ldrsp-extra" \
+  --results_suffix=-extra-samples --verbose=2 --step_curve=30 --epochs=120 --set select_refine_steps=true \
+  --set compare_crop_modes=false --set extra_sample_weights='{"stratified":1,"mismatched":1}'
+
+# DVN. The task file's defaults (lr 3e-4, leaky ReLU, ground-truth and mismatched tuples beside
+# inference and adversarial ones, 30 epochs, best of validations every 2 epochs), spelled out:
+DVN=(--task=horses --method=dvn --data_dir="$DATA" --seed=0 --model_dir="$RUNS/horses-dvn-mismatched"
+     --results_suffix=-mismatched --verbose=2 --epochs=30 --set validation_every=2
+     --set value_net.activation=leaky_relu --set optimizer.learning_rate=0.0003
+     --set sample_weights='{"inference":1,"adversarial":1,"ground_truth":1,"mismatched":1}'
+     --set compare_crop_modes=false)
+python -m tfsp.launch "${DVN[@]}"
+python -m tfsp.launch "${DVN[@]}" --mode=probe
+# Without the mismatched tuples, 40 epochs, validation every 10:
+python -m tfsp.launch --task=horses --method=dvn --data_dir="$DATA" --seed=0 --model_dir="$RUNS/horses-dvn-lr3e-4" \
+  --results_suffix=-lr3e-4 --verbose=2 --epochs=40 --set validation_every=10 --set value_net.activation=leaky_relu \
+  --set optimizer.learning_rate=0.0003 --set sample_weights='{"inference":1,"adversarial":1,"ground_truth":1}' \
+  --set compare_crop_modes=false
+# The task file's earlier DVN defaults (lr 1e-3, ReLU, inference + adversarial tuples, 40 epochs):
+OLD=(--set optimizer.learning_rate=0.001 --set sample_weights='{"inference":1,"adversarial":1}'
+     --set validation_every=20)
+python -m tfsp.launch --task=horses --method=dvn --data_dir="$DATA" --model_dir="$RUNS/horses-dvn" --verbose=2 \
+  --step_curve=20 --epochs=40 "${OLD[@]}" --set value_net.activation=relu
+# ... with 10 training refinement steps, 60 epochs (the value net died; written as horses-dvn.json, renamed):
+python -m tfsp.launch --task=horses --method=dvn --data_dir="$DATA" --model_dir="$RUNS/horses-dvn" --verbose=2 \
+  --step_curve=20 --epochs=60 "${OLD[@]}" --set value_net.activation=relu --set train_refine.steps=10
+mv results/horses-dvn.json results/horses-dvn-train10.json
+# ... with leaky ReLU, 40 epochs resumed to 120:
 LEAKY=(--task=horses --method=dvn --data_dir="$DATA" --seed=0 --model_dir="$RUNS/horses-dvn-leaky"
-       --results_suffix=-leaky --verbose=2 --step_curve=20 --set value_net.activation=leaky_relu)
+       --results_suffix=-leaky --verbose=2 --step_curve=20 "${OLD[@]}" --set value_net.activation=leaky_relu)
 python -m tfsp.launch "${LEAKY[@]}" --epochs=40
 python -m tfsp.launch "${LEAKY[@]}" --epochs=120
 python -m tfsp.launch "${LEAKY[@]}" --epochs=120 --mode=probe
-python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --model_dir="$RUNS/horses-ldrsp" --mode=probe
 python -m tfsp.figures --data_dir="$DATA" --run=fcn:"$RUNS/horses-fcn" --run=ldrsp:"$RUNS/horses-ldrsp" \
   --steps=0,5,10,30 --output=results/horses-qualitative.png
 python launch/benchmark_segmentation.py --task=horses --output=results/benchmark-horses.json --batch_sizes=1,4 --repeats=2
