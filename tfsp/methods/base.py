@@ -158,6 +158,10 @@ class AdversarialConfig:
             raise ValueError(f"adversarial objective must be 'loss' or 'value', got {self.objective!r}")
 
 
+REFERENCE_SAMPLE_KINDS = ("ground_truth", "stratified", "mismatched")
+"""Training tuples made from y* alone (`StructuredModel.reference_samples`)."""
+
+
 class StructuredModel(keras.Model):
     """Base class of the methods; see the module docstring."""
 
@@ -454,9 +458,6 @@ class StructuredModel(keras.Model):
         makers = {"ground_truth": lambda: y_true, "stratified": lambda: self.stratified_samples(y_true),
                   "mismatched": lambda: self.mismatched_samples(y_true)}
         return {kind: makers[kind]() for kind in REFERENCE_SAMPLE_KINDS if kind in kinds}
-
-
-REFERENCE_SAMPLE_KINDS = ("ground_truth", "stratified", "mismatched")
 
 
 class WithInferenceNetwork(StructuredModel):
