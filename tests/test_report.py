@@ -98,3 +98,15 @@ def test_segmentation_benchmark_table(tmp_path):
          "machine": {"load_average_1_5_15min": [1, 1, 1]}}))
     table = report.segmentation_benchmark_tables(str(tmp_path))
     assert "| ldrsp (average) | 36 × 24² | 100 | 30 × 4 | 2.00 | 1.50 | 20.00 | 10.0× |" in table
+
+
+def test_table_compares_maps_whole_and_1_as_1_0():
+    a, b = record("toy", "dvn"), record("toy", "dvn", seed=1)
+    b["config"]["sample_weights"] = {"inference": 1, "adversarial": 1}  # the default, as --set writes it
+    c = record("toy", "dvn", seed=2)
+    c["config"]["sample_weights"] = {"inference": 1.0, "adversarial": 1.0, "mismatched": 1.0}
+    for name, r in zip("abc", (a, b, c)):
+        r["_file"] = f"results/{name}.json"
+    table = report.results_table([a, b, c])
+    assert '| toy | dvn sample_weights={"adversarial": 1, "inference": 1} | example_f1 | 40.50 ± 0.71 (n=2) |' in table, table
+    assert '| toy | dvn sample_weights={"adversarial": 1, "inference": 1, "mismatched": 1} | example_f1 | 42.00 |' in table, table

@@ -13,6 +13,7 @@ it, so no number in the README is typed by hand; it is printed and written to
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -52,31 +53,52 @@ def _fmt(values: List[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
 
 
-def _flatten(config: Dict, prefix: str = "") -> Dict:
+def _map_fields() -> set:
+    """Config fields that are maps (e.g. sample_weights), compared and shown whole; the other
+    dict-valued fields are nested settings, compared field by field."""
+    from tfsp.config import ExperimentConfig
+
+    defaults = ExperimentConfig()
+    return {f.name for f in dataclasses.fields(ExperimentConfig)
+            if isinstance(getattr(defaults, f.name), dict)}
+
+
+def _flatten(config: Dict, prefix: str = "", whole=frozenset()) -> Dict:
     flat = {}
     for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+        if isinstance(value, dict) and prefix + key not in whole:
+            flat.update(_flatten(value, f"{prefix}{key}.", whole))
         else:
             flat[prefix + key] = value
     return flat
 
 
+def _canonical(value):
+    """1 and 1.0 (as written by --set and by json) are the same setting."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def _config_defaults() -> Dict:
     from tfsp.config import ExperimentConfig
 
-    return _flatten(ExperimentConfig().to_dict())
+    return _flatten(ExperimentConfig().to_dict(), whole=_map_fields())
 
 
 def _signature(record: Dict):
     """The run's configuration without the seed and the data's location (the rows' grouping
     key), hashable. Fields a file lacks (added to the code after it was written) count at
     their defaults, i.e. as the code behaved before they existed."""
-    flat = {**_config_defaults(), **_flatten(record.get("config", {}))}
+    flat = {**_config_defaults(), **_flatten(record.get("config", {}), whole=_map_fields())}
     flat.pop("seed", None)
     flat.pop("data.data_dir", None)
     flat.pop("compare_crop_modes", None)  # an extra evaluation pass; the metrics do not depend on it
-    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in flat.items()))
+    return tuple(sorted((k, json.dumps(_canonical(v), sort_keys=True)) for k, v in flat.items()))
 
 
 def results_table(records: List[Dict]) -> str:
