@@ -14,6 +14,7 @@ it, so no number in the README is typed by hand; it is printed and written to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import os
@@ -53,14 +54,15 @@ def _fmt(values: List[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
 
 
-def _map_fields() -> set:
+@functools.lru_cache(maxsize=None)
+def _map_fields() -> frozenset:
     """Config fields that are maps (e.g. sample_weights), compared and shown whole; the other
     dict-valued fields are nested settings, compared field by field."""
     from tfsp.config import ExperimentConfig
 
     defaults = ExperimentConfig()
-    return {f.name for f in dataclasses.fields(ExperimentConfig)
-            if isinstance(getattr(defaults, f.name), dict)}
+    return frozenset(f.name for f in dataclasses.fields(ExperimentConfig)
+                     if isinstance(getattr(defaults, f.name), dict))
 
 
 def _flatten(config: Dict, prefix: str = "", whole=frozenset()) -> Dict:
@@ -84,7 +86,9 @@ def _canonical(value):
     return value
 
 
+@functools.lru_cache(maxsize=None)
 def _config_defaults() -> Dict:
+    """Read-only (shared by every call)."""
     from tfsp.config import ExperimentConfig
 
     return _flatten(ExperimentConfig().to_dict(), whole=_map_fields())
@@ -103,13 +107,9 @@ def _signature(record: Dict):
 
 def results_table(records: List[Dict]) -> str:
     """One row per (task, method, variant, configuration): mean ± sd over seeds when several files share it."""
-    by_variant = defaultdict(list)
-    for r in records:
-        by_variant[(r["task"], r["method"], r.get("variant", ""))].append(r)
     groups = defaultdict(list)
-    for key, members in by_variant.items():
-        for r in members:
-            groups[key + (_signature(r),)].append(r)
+    for r in records:
+        groups[(r["task"], r["method"], r.get("variant", ""), _signature(r))].append(r)
     # Rows of one method and variant whose configurations differ say how (e.g. "epochs=25").
     siblings = defaultdict(list)
     for key in groups:
