@@ -162,6 +162,15 @@ REFERENCE_SAMPLE_KINDS = ("ground_truth", "stratified", "mismatched")
 """Training tuples made from y* alone (`StructuredModel.reference_samples`)."""
 
 
+def checked_sample_weights(weights, valid, method: str) -> Dict[str, float]:
+    """{kind: weight} of the kinds with a non-zero weight; a kind not in `valid` is an error
+    naming the method and the valid kinds."""
+    unknown = set(weights) - set(valid)
+    if unknown:
+        raise ValueError(f"unknown {method} sample kinds {sorted(unknown)}; valid: {list(valid)}")
+    return {k: float(v) for k, v in weights.items() if v}
+
+
 class StructuredModel(keras.Model):
     """Base class of the methods; see the module docstring."""
 

@@ -17,7 +17,8 @@ from typing import Mapping
 
 import tensorflow as tf
 
-from tfsp.methods.base import REFERENCE_SAMPLE_KINDS, AdversarialConfig, StructuredModel
+from tfsp.methods.base import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, StructuredModel,
+                               checked_sample_weights)
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
 
@@ -33,12 +34,9 @@ class DVN(StructuredModel):
         self.value_net = value_net
         self.train_refine = train_refine or test_refine
         self.adversarial = adversarial
-        weights = (dict(sample_weights) if sample_weights is not None
-                   else {"inference": 1.0, "adversarial": 1.0})
-        unknown = set(weights) - set(SAMPLE_KINDS)
-        if unknown:
-            raise ValueError(f"unknown DVN sample kinds {sorted(unknown)}; valid: {SAMPLE_KINDS}")
-        self.sample_weights = {k: float(v) for k, v in weights.items() if v}
+        self.sample_weights = checked_sample_weights(
+            sample_weights if sample_weights is not None else {"inference": 1.0, "adversarial": 1.0},
+            SAMPLE_KINDS, "DVN")
         self.add_train_statistics([f"loss_{k}" for k in self.sample_weights]
                                   + [f"oracle_{k}" for k in self.sample_weights]
                                   + ["value_ground_truth"]

@@ -22,9 +22,13 @@ import keras
 import tensorflow as tf
 
 from tfsp.methods.base import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, WithInferenceNetwork,
-                               per_example_mean)
+                               checked_sample_weights, per_example_mean)
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
+
+
+EXTRA_SAMPLE_KINDS = tuple(k for k in REFERENCE_SAMPLE_KINDS if k != "ground_truth")
+"""D's loss has its ground-truth term already (target 1)."""
 
 
 def _half_squared_error(prediction, target):
@@ -52,11 +56,7 @@ class LDRSP(WithInferenceNetwork):
         self.generator_adversarial_weight = float(generator_adversarial_weight)
         self.inference_weight = float(inference_weight)
         self.adversarial_weight = float(adversarial_weight)
-        extra = {k: float(v) for k, v in (extra_sample_weights or {}).items() if v}
-        unknown = set(extra) - set(REFERENCE_SAMPLE_KINDS[1:])
-        if unknown:
-            raise ValueError(f"unknown LDRSP extra sample kinds {sorted(unknown)}; "
-                             f"valid: {list(REFERENCE_SAMPLE_KINDS[1:])}")
+        extra = checked_sample_weights(extra_sample_weights or {}, EXTRA_SAMPLE_KINDS, "LDRSP extra")
         self.extra_sample_weights = extra
         names = ["d_loss", "d_ground_truth", "d_inference_net"]
         if self.inference_weight:
