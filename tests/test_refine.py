@@ -80,3 +80,43 @@ def test_simplex_projection_keeps_points_of_the_simplex():
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="projection"):
         RefineConfig(projection="ball")
+
+
+@pytest.mark.parametrize("rule", [dict(adam=True, step_size=0.05), dict(normalize=True, step_size=0.2, decay=0.5),
+                                  dict(step_size=0.1, decay=0.01)])
+def test_each_step_rule_reaches_the_optimum_of_a_concave_value(rule):
+    # Optima inside the box: a normalized step is dominated by the clipped coordinates' gradient.
+    target = np.array([[0.2, 0.7, 0.5], [0.9, 0.05, 0.4]], np.float32)
+    result = refine(concave_value(target), tf.zeros((2, 3)), RefineConfig(steps=300, **rule))
+    np.testing.assert_allclose(result.y.numpy(), np.clip(target, 0, 1), atol=2e-2)
+
+
+def test_best_iterate_is_never_worse_than_the_last_and_its_trajectory_is_monotone():
+    # Normalized steps of fixed length overshoot and oscillate around the optimum.
+    target = np.random.RandomState(1).rand(6, 4).astype(np.float32)
+    value_fn = concave_value(target)
+    last = refine(value_fn, tf.zeros((6, 4)), RefineConfig(steps=25, step_size=0.37, normalize=True))
+    best = refine(value_fn, tf.zeros((6, 4)), RefineConfig(steps=25, step_size=0.37, normalize=True,
+                                                           best_iterate=True), return_trajectory=True)
+    assert np.all(best.values.numpy() >= last.values.numpy() - 1e-6)
+    assert np.any(best.values.numpy() > last.values.numpy() + 1e-4)
+    np.testing.assert_allclose(best.values.numpy(), value_fn(best.y).numpy(), rtol=1e-6)
+    # Entry k is what k steps return: its value never falls along the trajectory.
+    values = np.stack([value_fn(y).numpy() for y in best.trajectory])
+    assert best.trajectory.shape == (26, 6, 4)
+    assert np.all(np.diff(values, axis=0) >= -1e-6)
+    np.testing.assert_allclose(best.trajectory[-1].numpy(), best.y.numpy())
+    np.testing.assert_allclose(best.trajectory[0].numpy(), 0.0)
+
+
+def test_best_iterate_compiled_with_early_stop():
+    target = np.array([[0.5, 0.5]], np.float32)
+    config = RefineConfig(steps=50, step_size=0.5, tolerance=1e-3, best_iterate=True, adam=True)
+    result = compiled_refine()(concave_value(target), tf.zeros((1, 2)), config, True)
+    assert result.trajectory.shape == (51, 1, 2)
+    np.testing.assert_allclose(result.trajectory[-1].numpy(), result.y.numpy())
+
+
+def test_adam_and_normalize_are_exclusive():
+    with pytest.raises(ValueError, match="one step rule"):
+        RefineConfig(adam=True, normalize=True)

@@ -90,10 +90,17 @@ class OptimizerConfig:
 
 @dataclasses.dataclass
 class RefineSettings:
+    """tfsp.refine.RefineConfig without the projection (which the task decides)."""
     steps: int = 20
     step_size: float = 0.5
     normalize: bool = False
     tolerance: float = 0.0
+    adam: bool = False
+    """Per-element Adam on y instead of (normalized) gradient steps."""
+    decay: float = 0.0
+    """Step size η / (1 + decay·t) at step t."""
+    best_iterate: bool = False
+    """Return the iterate of highest value along the trajectory, not the last."""
 
 
 @dataclasses.dataclass
@@ -104,6 +111,8 @@ class AdversarialSettings:
     from_ground_truth: float = 0.5
     objective: str = "loss"
     """loss: ascend D's regression loss (the papers); value: ascend D's value (the published DVN code)."""
+    best_iterate: bool = False
+    """Keep, per example, the most adversarial iterate (highest objective) of the steps taken."""
 
 
 @dataclasses.dataclass
@@ -151,6 +160,13 @@ class ExperimentConfig:
     test_refine: RefineSettings = dataclasses.field(default_factory=RefineSettings)
     train_refine: RefineSettings = dataclasses.field(default_factory=RefineSettings)
     adversarial: AdversarialSettings = dataclasses.field(default_factory=AdversarialSettings)
+    train_with_test_refine: bool = False
+    """DVN: inference tuples come from exactly the test-time refinement (test_refine; with
+    crop_mode average each training crop is refined as a test crop is), not train_refine."""
+    inference_from_ground_truth: float = 0.0
+    """DVN: fraction of the inference tuples whose refinement starts from y* instead of zeros."""
+    select_crop_mode: bool = False
+    """Segmentation: choose the test crop mode (average | joint) on the validation split."""
     sample_weights: Dict[str, float] = dataclasses.field(
         default_factory=lambda: {"inference": 1.0, "adversarial": 1.0})
     """DVN: weight of each kind of generated tuple (inference, adversarial, ground_truth,
@@ -175,6 +191,20 @@ class ExperimentConfig:
     infnet_cross_entropy_weight: float = 1.0
     """InfNet: weight of the cross-entropy of F(x) and A(x) to y* in the networks' objective."""
     epochs: int = 10
+    updates: int = 0
+    """If > 0: the training budget in updates (train steps); epochs = ceil(updates / steps per
+    epoch), and `epochs` is ignored."""
+    checkpoint_every: int = 1
+    """Write the resumable checkpoint every this many epochs (and after the last)."""
+    validation_images: int = 0
+    """If > 0: periodic validation (model selection, TensorBoard) scores only the first this many
+    validation examples, a fixed subset; the final test pass is unaffected."""
+    validation_crop_grid: int = 0
+    """Segmentation, if > 0: periodic validation covers each image with this grid × grid of crops
+    (cheaper than the test's crop_grid); the final test pass uses data.crop_grid."""
+    mixed_precision: str = ""
+    """"" (float32) or a Keras dtype policy such as mixed_bfloat16: networks compute in that
+    dtype, while y, the oracles, the refinement state and the losses stay float32."""
     final_epochs_on_all_training_data: int = 0
     """After `epochs`, this many more on train ∪ validation (the published DVN schedule)."""
     validation_every: int = 1

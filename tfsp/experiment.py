@@ -7,6 +7,7 @@ The split follows the TensorFlow Model Garden: the task (data + spec) is built f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -92,7 +93,8 @@ def build_optimizer(config: OptimizerConfig, steps_per_epoch: int):
 def _refine_config(settings, spec: TaskSpec) -> RefineConfig:
     return RefineConfig(steps=settings.steps, step_size=settings.step_size,
                         normalize=settings.normalize, projection=spec.projection,
-                        tolerance=settings.tolerance)
+                        tolerance=settings.tolerance, adam=settings.adam, decay=settings.decay,
+                        best_iterate=settings.best_iterate)
 
 
 def _method_arguments(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int) -> Dict[str, Any]:
@@ -107,8 +109,11 @@ def _method_arguments(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch:
     if algorithm == "feedforward":
         return dict(inference_net=inference_net())
     if algorithm == "dvn":
-        return dict(value_net=value_net(), train_refine=train_refine(), adversarial=adversarial,
-                    sample_weights=config.sample_weights)
+        return dict(value_net=value_net(),
+                    train_refine=(_refine_config(config.test_refine, spec) if config.train_with_test_refine
+                                  else train_refine()),
+                    adversarial=adversarial, sample_weights=config.sample_weights,
+                    inference_from_ground_truth=config.inference_from_ground_truth)
     if algorithm == "ldrsp":
         return dict(inference_net=inference_net(), value_net=value_net(), train_refine=train_refine(),
                     adversarial=adversarial, generator_adversarial_weight=config.generator_adversarial_weight,
@@ -214,8 +219,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
     of a resumed run holds the history and training time of all its epochs."""
 
     def __init__(self, directory, model: StructuredModel, max_to_keep: int = 3,
-                 extra: Optional[Dict[str, Any]] = None, write_directory=None):
+                 extra: Optional[Dict[str, Any]] = None, write_directory=None, every: int = 1,
+                 last_epoch: Optional[int] = None):
         super().__init__()
+        self.every, self.last_epoch = max(1, int(every)), last_epoch
+        self._validation_seconds = 0.0
+        self._validation_started = None
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         self.directory = str(directory)
         self.write_directory = str(write_directory or directory)
@@ -260,14 +269,29 @@ class EpochCheckpoint(keras.callbacks.Callback):
         """Training time of every finished epoch (including validation), over all processes."""
         return sum(row["seconds"] for row in self.rows)
 
+    def validation_seconds(self) -> float:
+        """The part of train_seconds spent on periodic validation."""
+        return sum(row.get("validation_seconds", 0.0) for row in self.rows)
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_started = time.time()
+        self._validation_seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._validation_started = time.time()
+
+    def on_test_end(self, logs=None):
+        if self._validation_started is not None:
+            self._validation_seconds += time.time() - self._validation_started
+            self._validation_started = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         if all(math.isfinite(v) for v in logs.values()):
             self.rows.append({"epoch": int(epoch), "seconds": round(time.time() - self._epoch_started, 3),
-                              "logs": logs})
+                              "validation_seconds": round(self._validation_seconds, 3), "logs": logs})
+            if (epoch + 1) % self.every and epoch + 1 != self.last_epoch and not self.model.stop_training:
+                return  # rows past the last checkpoint are dropped on resume
             # The log first: a checkpoint never exists without its row.
             results.write_json(Path(self.write_directory) / self.LOG_NAME, self.rows)
             self.epoch.assign(epoch + 1)
@@ -357,13 +381,14 @@ def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[s
 
 def metrics_from_step_curve(model: StructuredModel, curve: Dict[str, list]) -> Dict[str, float]:
     """The test metrics `evaluate` would return, read off a step curve of the model's own
-    test-time refinement: the last step is the prediction, step 0 the start (G(x) alone for
-    methods with an inference network), so the curve's pass over the test set serves both."""
+    test-time refinement: the entry at the model's number of steps is the prediction (the
+    curve may go further), step 0 the start (G(x) alone for methods with an inference
+    network), so the curve's pass over the test set serves both."""
     metrics = {}
     for name, values in curve.items():
         if name == "step":
             continue
-        metrics[name] = values[-1]
+        metrics[name] = values[model.test_refine.steps]
         if "inference_net_" in model.prediction_kinds():
             metrics["inference_net_" + name] = values[0]
     return metrics
@@ -409,9 +434,28 @@ def _setup(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] 
     data = build_task_data(config.data, seed=config.seed)
     steps_per_epoch = int(data.train.cardinality().numpy())
     # Variables made in the scope (networks, optimizers, the sampling generator) are mirrored.
-    with (strategy or tf.distribute.get_strategy()).scope():
+    with (strategy or tf.distribute.get_strategy()).scope(), dtype_policy(config.mixed_precision):
         model = build_method(config, data.spec, steps_per_epoch)
     return data, model
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers made in the block compute in the Keras dtype policy `name` (e.g. mixed_bfloat16:
+    bfloat16 compute, float32 variables); "" keeps float32. Layers keep the policy they were
+    made with, so the global policy is restored after the block."""
+    if not name:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy(name)
+    except ValueError as e:
+        raise ConfigError(f"mixed_precision: {e}") from None
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def write_checkpoint_atomically(checkpoint: tf.train.Checkpoint, prefix) -> None:
@@ -431,6 +475,9 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
     """Test metrics (final prediction and G alone) plus everything needed to reproduce them;
     `verbose` as in Keras (progress bars at 1, one line at 2)."""
     eval_started = time.time()
+    selected = crop_mode_selected = None
+    if config.select_crop_mode and data.spec.crop_size and model.refines:
+        crop_mode_selected = select_crop_mode(model, data.validation, verbose=verbose)
     selected = None
     if config.select_refine_steps and model.refines:
         selected = select_refine_steps(model, data.validation, verbose=verbose)
@@ -441,7 +488,7 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         # e.g. LFW: the working-resolution metrics and those at 250x250 from one prediction pass
         # (G-alone keys carry the prefix too).
         test_metrics = data.full_resolution_eval(model, verbose=verbose)
-    elif curve is not None and step_curve_steps == model.test_refine.steps and not model.test_refine.tolerance:
+    elif curve is not None and step_curve_steps >= model.test_refine.steps and not model.test_refine.tolerance:
         test_metrics = metrics_from_step_curve(model, curve)  # each pass costs minutes on a CPU
     else:
         test_metrics = evaluate(model, data.test, verbose=verbose)
@@ -477,7 +524,28 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         record["step_curve"] = curve
     if selected is not None:
         record["refine_steps_selected"] = selected
+    if crop_mode_selected is not None:
+        record["crop_mode_selected"] = crop_mode_selected
     return record
+
+
+def select_crop_mode(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
+    """Sets model.crop_mode to the crop mode (average | joint) with the best primary metric on
+    `validation`; returns {"chosen", "configured", "validation"}."""
+    if validation is None:
+        raise ConfigError("select_crop_mode needs a validation split; this task's data has none")
+    configured = model.crop_mode
+    by_mode = {}
+    for mode in crops.CROP_MODES:
+        with model.test_settings(crop_mode=mode):
+            by_mode[mode] = {k: v for k, v in evaluate(model, validation, verbose=verbose).items()
+                             if not k.startswith("inference_net_")}
+    metric = model.spec.primary_metric
+    chosen = max(crops.CROP_MODES, key=lambda m: (by_mode[m][metric], m == configured))
+    model.set_test_settings(crop_mode=chosen)
+    logging.info("crop mode selected on validation: %s (%s)", chosen,
+                 {m: round(v[metric], 2) for m, v in by_mode.items()})
+    return {"chosen": chosen, "configured": configured, "validation": by_mode}
 
 
 def select_refine_steps(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
@@ -507,6 +575,15 @@ def crop_mode_metrics(model: StructuredModel, dataset, verbose=0,
             by_mode[mode] = {k: v for k, v in evaluate(model, dataset, verbose=verbose).items()
                              if not k.startswith("inference_net_")}
     return by_mode
+
+
+def periodic_validation_data(config: ExperimentConfig, data: TaskData):
+    """The validation pipeline fit scores every `validation_every` epochs: the whole validation
+    split, or its first `validation_images` examples (a fixed subset, cached)."""
+    if data.validation is None or not config.validation_images:
+        return data.validation
+    batch = config.data.eval_batch_size
+    return data.validation.unbatch().take(config.validation_images).batch(batch).cache()
 
 
 def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
@@ -541,6 +618,11 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
     results.write_json(own_dir / "config.json", config.to_dict())
     data, model = _setup(config, strategy)
     steps_per_epoch = int(data.train.cardinality().numpy())
+    if config.updates:
+        config = dataclasses.replace(config, epochs=math.ceil(config.updates / steps_per_epoch))
+        logging.info("budget of %d updates: %d epochs of %d steps", config.updates, config.epochs,
+                     steps_per_epoch)
+    validation = periodic_validation_data(config, data)
 
     monitor = "val_" + (config.select_on or data.spec.primary_metric)
     if config.select_on and config.select_on not in model.eval_trackers:
@@ -549,7 +631,9 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
     best = (BestWeights(model, monitor) if (config.select_best and data.validation is not None) else None)
     checkpoint = EpochCheckpoint(model_dir / "checkpoints", model,
                                  extra={"best_weights": best.state} if best is not None else None,
-                                 write_directory=None if own_dir == model_dir else own_dir / "checkpoints")
+                                 write_directory=None if own_dir == model_dir else own_dir / "checkpoints",
+                                 every=config.checkpoint_every,
+                                 last_epoch=config.epochs + config.final_epochs_on_all_training_data)
     initial_epoch = checkpoint.restore_latest()
     nan_guard = StopOnNonFinite()
     # BestWeights before the checkpoint, so each epoch's checkpoint holds that epoch's selection.
@@ -572,10 +656,11 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
     train_started = time.time()
     epochs_run = 0
     if initial_epoch < config.epochs:
-        history = model.fit(**training_data(initial_epoch, data.train_from_epoch, data.train),
-                            validation_data=data.validation, validation_freq=config.validation_every,
-                            epochs=config.epochs, shuffle=False, initial_epoch=initial_epoch,
-                            callbacks=callbacks, verbose=verbose)
+        with model.test_settings(crop_grid=config.validation_crop_grid or None):
+            history = model.fit(**training_data(initial_epoch, data.train_from_epoch, data.train),
+                                validation_data=validation, validation_freq=config.validation_every,
+                                epochs=config.epochs, shuffle=False, initial_epoch=initial_epoch,
+                                callbacks=callbacks, verbose=verbose)
         epochs_run = len(history.epoch)
     elif best is not None and (initial_epoch == config.epochs or not config.final_epochs_on_all_training_data):
         best.apply(model)  # what the uninterrupted run's first fit ended with
@@ -605,6 +690,10 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         "train_seconds_this_process": round(train_seconds_this_process, 2),
         "epochs_run": epochs_run,
         "initial_epoch": initial_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        # Optimizer steps of the value network (DVN) or D (methods with two optimizers).
+        "updates": max(int(o.iterations.numpy()) for o in model.optimizers().values()),
+        "validation_seconds": round(checkpoint.validation_seconds(), 2),
         "best_epoch": best.best_epoch if best is not None else None,
         "history": checkpoint.history(),
         "wall_seconds": round(time.time() - started, 2),

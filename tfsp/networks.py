@@ -5,6 +5,10 @@ A value network exposes two halves so that refinement is cheap:
 `score(context, y)` evaluates the part that touches y at every step.
 `call((x, y))` is their composition and returns one scalar per example
 (logits; the method decides whether a sigmoid head maps them to a value in (0, 1)).
+
+Every network returns float32, also when its layers compute in bfloat16 (a mixed-precision
+dtype policy, `ExperimentConfig.mixed_precision`): y, oracles, losses and the refinement
+state stay float32.
 """
 
 from __future__ import annotations
@@ -103,10 +107,10 @@ class MultiLabelEnergy(ValueNetwork):
         return h
 
     def score(self, context, y, training=False):
-        energy = tf.reduce_sum(y * context, axis=-1)
+        energy = tf.reduce_sum(tf.cast(y, context.dtype) * context, axis=-1)
         if self.num_pairwise:
             energy += tf.squeeze(self.label_energy(tf.nn.softplus(self.label_interaction(y))), -1)
-        return energy
+        return tf.cast(energy, tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "num_labels": self.num_labels, "hidden": self.hidden,
@@ -139,7 +143,7 @@ class MultiLabelMLP(keras.Model):
         h = x
         for layer in self.hidden_layers:
             h = layer(h, training=training)
-        return self.logits(h)
+        return tf.cast(self.logits(h), tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "num_labels": self.num_labels, "hidden": self.hidden,
@@ -193,7 +197,7 @@ class FCN(keras.Model):
         h = x - 0.5
         for layer in self.body:
             h = layer(h)
-        return self.logits(h)
+        return tf.cast(self.logits(h), tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "filters": self.filters}
@@ -237,7 +241,7 @@ class ConvValueNet(ValueNetwork):
             h = layer(h)
             if i == 0 and self.dropout:
                 h = self.dropout_layer(h, training=training)
-        return tf.squeeze(self.output_logit(h), -1)
+        return tf.cast(tf.squeeze(self.output_logit(h), -1), tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "dense": self.dense,
@@ -265,7 +269,7 @@ class PatchDiscriminator(ValueNetwork):
         h = self.stem.score(context, y)
         for layer in self.body:
             h = layer(h)
-        return tf.squeeze(self.logits(h), -1)
+        return tf.cast(tf.squeeze(self.logits(h), -1), tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters}

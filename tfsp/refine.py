@@ -30,7 +30,13 @@ class RefineConfig:
 
     steps: number of ascent steps.
     step_size: η.
-    normalize: use g / ‖g‖ (norm per example) instead of g, as LDRSP/ALEN do.
+    normalize: step along g / ‖g‖ (norm per example) instead of g, as LDRSP/ALEN do.
+    adam: per-element Adam on y (moments of g per element of y, bias-corrected; SEAL's
+        DVN inference), with β1 = adam_beta_1 and β2 = adam_beta_2; excludes `normalize`.
+    decay: step size η_t = η / (1 + decay·t) at step t (0: constant). A normalized step
+        of fixed length never shrinks, so without decay it keeps jumping near the optimum.
+    best_iterate: return, per example, the iterate with the highest value along the
+        trajectory (y_0 included) instead of the last one.
     projection: "clip" onto [0, 1], "simplex" onto the probability simplex along
         the last axis (per position), or "none".
     tolerance: stop early once no element of y moved by more than this in a
@@ -42,12 +48,25 @@ class RefineConfig:
     normalize: bool = False
     projection: str = "clip"
     tolerance: float = 0.0
+    adam: bool = False
+    adam_beta_1: float = 0.9
+    adam_beta_2: float = 0.999
+    decay: float = 0.0
+    best_iterate: bool = False
 
     def __post_init__(self):
         if self.steps < 0:
             raise ValueError(f"refinement steps must be >= 0, got {self.steps}")
         if self.projection not in PROJECTIONS:
             raise ValueError(f"unknown projection {self.projection!r}; valid: {PROJECTIONS}")
+        if self.adam and self.normalize:
+            raise ValueError("refinement: choose one step rule, adam or normalize, not both")
+        if self.decay < 0:
+            raise ValueError(f"refinement decay must be >= 0, got {self.decay}")
+
+    @property
+    def rule(self) -> str:
+        return "adam" if self.adam else ("normalized" if self.normalize else "gradient")
 
 
 class RefineResult(NamedTuple):
@@ -103,16 +122,24 @@ def _per_example_norm(g: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.reduce_sum(tf.square(g), axis=axes, keepdims=True))
 
 
-def ascent_step(y, gradient, config: RefineConfig):
-    """One projected (optionally normalized) ascent step."""
+def ascent_step(y, gradient, config: RefineConfig, step_size=None):
+    """One projected gradient or normalized-gradient ascent step (see `refine` for Adam)."""
     if config.normalize:
         gradient = gradient / (_per_example_norm(gradient) + 1e-12)
-    return project(y + config.step_size * gradient, config.projection)
+    return project(y + (config.step_size if step_size is None else step_size) * gradient, config.projection)
+
+
+def _per_example(mask, like):
+    return tf.reshape(mask, [-1] + [1] * (like.shape.rank - 1))
 
 
 def refine(value_fn: ValueFn, y0: tf.Tensor, config: RefineConfig,
            return_trajectory: bool = False) -> RefineResult:
-    """Projected gradient ascent y <- P(y + η·g) from y0, as a `tf.while_loop`.
+    """Projected ascent y <- P(y + η_t·d_t) from y0, as a `tf.while_loop`; d_t is the gradient,
+    the normalized gradient or the Adam direction (RefineConfig), η_t = η / (1 + decay·t).
+
+    With `best_iterate` the result is, per example, the iterate of highest value seen
+    (the value at each iterate is computed anyway, with its gradient).
 
     Under eager execution the same code runs step by step (useful to debug and
     as the benchmark's uncompiled reference); wrap the call in `tf.function`
@@ -121,45 +148,78 @@ def refine(value_fn: ValueFn, y0: tf.Tensor, config: RefineConfig,
     y0 = project(tf.convert_to_tensor(y0, tf.float32), config.projection)
     steps = int(config.steps)
     tolerance = float(config.tolerance)
+    batch = tf.shape(y0)[0]
     trajectory = None
     if return_trajectory:
         trajectory = tf.TensorArray(tf.float32, size=steps + 1, element_shape=y0.shape,
                                     clear_after_read=False)
-        trajectory = trajectory.write(0, y0)
+        if not config.best_iterate:  # else step i writes the best of y_0..y_i
+            trajectory = trajectory.write(0, y0)
+    zeros = tf.zeros_like(y0)
+    # best: the highest-valued iterate so far and its value ([B]); -inf before the first step.
+    state = dict(i=tf.constant(0), y=y0, moved=tf.constant(float("inf")), m=zeros, v=zeros,
+                 best_y=y0, best_value=tf.fill([batch], float("-inf")))
+    if not config.adam:
+        del state["m"], state["v"]
+    if not config.best_iterate:
+        del state["best_y"], state["best_value"]
+    if trajectory is not None:
+        state["trajectory"] = trajectory
 
-    def keep_going(i, y, moved, trajectory):
-        del y, trajectory
-        running = i < steps
+    def keep_going(s):
+        running = s["i"] < steps
         if tolerance > 0:
-            running = tf.logical_and(running, moved > tolerance)
+            running = tf.logical_and(running, s["moved"] > tolerance)
         return running
 
-    def step(i, y, moved, trajectory):
-        _, gradient = value_and_gradient(value_fn, y)
-        y_next = ascent_step(y, gradient, config)
-        moved = tf.reduce_max(tf.abs(y_next - y))
-        if trajectory is not None:
-            trajectory = trajectory.write(i + 1, y_next)
-        return i + 1, y_next, moved, trajectory
+    def step(s):
+        s = dict(s)
+        y, i = s["y"], s["i"]
+        values, gradient = value_and_gradient(value_fn, y)
+        t = tf.cast(i, tf.float32)
+        step_size = config.step_size / (1.0 + config.decay * t) if config.decay else config.step_size
+        if config.best_iterate:
+            better = tf.cast(values, tf.float32) > s["best_value"]
+            s["best_y"] = tf.where(_per_example(better, y), y, s["best_y"])
+            s["best_value"] = tf.where(better, tf.cast(values, tf.float32), s["best_value"])
+        if config.adam:
+            b1, b2 = config.adam_beta_1, config.adam_beta_2
+            s["m"] = b1 * s["m"] + (1.0 - b1) * gradient
+            s["v"] = b2 * s["v"] + (1.0 - b2) * tf.square(gradient)
+            m_hat = s["m"] / (1.0 - tf.pow(b1, t + 1.0))
+            v_hat = s["v"] / (1.0 - tf.pow(b2, t + 1.0))
+            y_next = project(y + step_size * m_hat / (tf.sqrt(v_hat) + 1e-8), config.projection)
+        else:
+            y_next = ascent_step(y, gradient, config, step_size)
+        s["moved"] = tf.reduce_max(tf.abs(y_next - y))
+        if "trajectory" in s:
+            # Entry k is what `steps = k` would return: the k-th iterate, or the best of y_0..y_k.
+            s["trajectory"] = (s["trajectory"].write(i, s["best_y"]) if config.best_iterate
+                               else s["trajectory"].write(i + 1, y_next))
+        s["i"], s["y"] = i + 1, y_next
+        return (s,)
 
-    loop_vars = (tf.constant(0), y0, tf.constant(float("inf")), trajectory)
-    if trajectory is None:
-        loop_vars = loop_vars[:3]
-        body = lambda i, y, moved: step(i, y, moved, None)[:3]  # noqa: E731
-        cond = lambda i, y, moved: keep_going(i, y, moved, None)  # noqa: E731
-    else:
-        body, cond = step, keep_going
-    outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=steps)
-    steps_taken, y = outputs[0], outputs[1]
+    (state,) = tf.while_loop(keep_going, step, (state,), maximum_iterations=steps)
+    steps_taken, y = state["i"], state["y"]
+    values = value_fn(y)
+    if config.best_iterate:
+        better = tf.cast(values, tf.float32) > state["best_value"]
+        y = tf.where(_per_example(better, y), y, state["best_y"])
+        values = tf.where(better, values, tf.cast(state["best_value"], values.dtype))
     if trajectory is not None:
-        trajectory = outputs[3]
+        trajectory = state["trajectory"]
+        last = state["y"]
+        if config.best_iterate:
+            trajectory = trajectory.write(steps_taken, y)
+            last = y
         # Steps skipped by an early stop repeat the final y, so the stack is dense.
+
         def fill(j, ta):
-            return j + 1, ta.write(j, y)
+            return j + 1, ta.write(j, last)
         _, trajectory = tf.while_loop(lambda j, ta: j <= steps, fill,
                                       (steps_taken + 1, trajectory))
         trajectory = trajectory.stack()
-    return RefineResult(y=y, values=value_fn(y), steps_taken=steps_taken, trajectory=trajectory)
+    return RefineResult(y=y, values=values, steps_taken=steps_taken, trajectory=trajectory)
 
 
 def compiled_refine(jit_compile: bool = False):

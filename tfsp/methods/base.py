@@ -152,6 +152,8 @@ class AdversarialConfig:
     """"loss": ascend D's regression loss (DVN paper Sec. 3.2, LDRSP/ALEN); "value": ascend D's
     value instead, which is what the published DVN code's adversarial branch computes
     (it evaluates the value gradient there, not the loss gradient)."""
+    best_iterate: bool = False
+    """Keep the most adversarial iterate (highest objective) along the ascent, per example."""
 
     def __post_init__(self):
         if self.objective not in ("loss", "value"):
@@ -216,21 +218,26 @@ class StructuredModel(keras.Model):
         return getattr(self, "value_net", None) is not None
 
     def set_test_settings(self, refine: Optional[RefineConfig] = None,
-                          crop_mode: Optional[str] = None) -> None:
-        """Changes how prediction refines (steps, step size, ...) and/or combines crops; the
-        compiled test and predict steps, which baked in the old settings, are dropped."""
+                          crop_mode: Optional[str] = None, crop_grid: Optional[int] = None) -> None:
+        """Changes how prediction refines (steps, step size, ...), combines crops and/or how many
+        crops cover an image (crop_grid × crop_grid); the compiled test and predict steps,
+        which baked in the old settings, are dropped."""
         if crop_mode is not None and crop_mode not in crops.CROP_MODES:
             raise ValueError(f"unknown crop mode {crop_mode!r}; valid: {crops.CROP_MODES}")
         self.test_refine = self.test_refine if refine is None else refine
         self.crop_mode = self.crop_mode if crop_mode is None else crop_mode
+        if crop_grid is not None and crop_grid != self.spec.crop_grid:
+            self.spec = dataclasses.replace(self.spec, crop_grid=int(crop_grid))
         self.test_function = self.predict_function = None
 
     @contextlib.contextmanager
-    def test_settings(self, refine: Optional[RefineConfig] = None, crop_mode: Optional[str] = None):
+    def test_settings(self, refine: Optional[RefineConfig] = None, crop_mode: Optional[str] = None,
+                      crop_grid: Optional[int] = None):
         """`set_test_settings` for the duration of a `with` block, restored afterwards
-        (e.g. a step curve's longer refinement, the other crop mode's evaluation)."""
-        saved = self.test_refine, self.crop_mode
-        self.set_test_settings(refine, crop_mode)
+        (e.g. a step curve's longer refinement, the other crop mode's evaluation, periodic
+        validation on fewer crops)."""
+        saved = self.test_refine, self.crop_mode, self.spec.crop_grid
+        self.set_test_settings(refine, crop_mode, crop_grid)
         try:
             yield self
         finally:
@@ -438,7 +445,8 @@ class StructuredModel(keras.Model):
         from_truth = tf.reshape(from_truth, [-1] + [1] * (y_true.shape.rank - 1))
         y0 = tf.where(from_truth, y_true, y_start)
         ascent = RefineConfig(steps=config.steps, step_size=config.step_size,
-                              normalize=config.normalize, projection=self.spec.projection)
+                              normalize=config.normalize, projection=self.spec.projection,
+                              best_iterate=config.best_iterate)
         objective = regression_loss_fn if config.objective == "loss" else value_fn
         return tf.stop_gradient(refine(objective, y0, ascent).y)
 

@@ -29,18 +29,20 @@ class DVN(StructuredModel):
     def __init__(self, spec, value_net: ValueNetwork, test_refine: RefineConfig,
                  train_refine: RefineConfig | None = None,
                  adversarial: AdversarialConfig = AdversarialConfig(),
-                 sample_weights: Mapping[str, float] | None = None, **kwargs):
+                 sample_weights: Mapping[str, float] | None = None,
+                 inference_from_ground_truth: float = 0.0, **kwargs):
         super().__init__(spec, test_refine=test_refine, **kwargs)
         self.value_net = value_net
         self.train_refine = train_refine or test_refine
         self.adversarial = adversarial
+        self.inference_from_ground_truth = float(inference_from_ground_truth)
         self.sample_weights = checked_sample_weights(
             sample_weights if sample_weights is not None else {"inference": 1.0, "adversarial": 1.0},
             SAMPLE_KINDS, "DVN")
         self.add_train_statistics([f"loss_{k}" for k in self.sample_weights]
                                   + [f"oracle_{k}" for k in self.sample_weights]
-                                  + ["value_ground_truth"]
-                                  + (["value_inference"] if "inference" in self.sample_weights else []))
+                                  + [f"value_{k}" for k in self.sample_weights]
+                                  + ([] if "ground_truth" in self.sample_weights else ["value_ground_truth"]))
 
     def initial_output(self, x, training=False):
         return self.zeros_output(x), {}
@@ -52,7 +54,12 @@ class DVN(StructuredModel):
         zeros = self.zeros_output(x)
         samples = {}
         if "inference" in self.sample_weights:
-            samples["inference"] = tf.stop_gradient(refine(value_fn, zeros, self.train_refine).y)
+            start = zeros
+            if self.inference_from_ground_truth:
+                # Refinement started at y* shows D where ascent leaves the truth (SEAL's DVN).
+                from_truth = self.uniform([tf.shape(x)[0]]) < self.inference_from_ground_truth
+                start = tf.where(tf.reshape(from_truth, [-1] + [1] * (zeros.shape.rank - 1)), y_true, zeros)
+            samples["inference"] = tf.stop_gradient(refine(value_fn, start, self.train_refine).y)
         if "adversarial" in self.sample_weights:
             def regression_loss(y):
                 target = tf.stop_gradient(self.spec.oracle_fn(y, y_true))
@@ -87,8 +94,8 @@ class DVN(StructuredModel):
         statistics = {"loss": total}
         statistics.update({f"loss_{k}": v for k, v in losses.items()})
         statistics.update({f"oracle_{k}": batch.mean(v) for k, v in targets.items()})
+        # D's value beside each kind's oracle (oracle_<kind>): where D over- or underrates.
+        statistics.update({f"value_{k}": batch.mean(value_fn(y)) for k, y in samples.items()})
         statistics["value_ground_truth"] = batch.mean(value_fn(y_true))
-        if "inference" in samples:
-            statistics["value_inference"] = batch.mean(value_fn(samples["inference"]))
         self.track(**statistics)
         return self.train_results()
