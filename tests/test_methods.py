@@ -95,3 +95,30 @@ def test_reference_samples_are_made_from_the_ground_truth_alone():
     with pytest.raises(ValueError, match="unknown LDRSP extra sample kinds"):
         experiment.build_method(method_config("ldrsp", extra_sample_weights={"inference": 1.0}),
                                 spec, steps_per_epoch=1)
+
+
+def test_ldrsp_schedule_switches_phases_at_the_configured_update_counts():
+    """G alone for 20 updates, D alone for the next 25, then both: each optimizer counts
+    exactly the updates of its phases."""
+    spec, train, _, _ = synthetic_task()
+    config = method_config("ldrsp", g_pretrain_updates=20, d_warmup_updates=25, noisy_weight=0.5,
+                           test_refine={"normalize": True, "step_size": 0.2},
+                           train_refine={"normalize": True, "step_size": 0.2, "steps": 2},
+                           adversarial={"normalize": True, "step_size": 0.2})
+    model = experiment.build_method(config, spec, steps_per_epoch=15)
+    schedule = experiment.phase_schedule(config, model, steps_per_epoch=15)
+    assert [schedule.phase_at(u) for u in (0, 19, 20, 44, 45, 1000)] == [
+        "pretrain", "pretrain", "warmup", "warmup", "joint", "joint"]
+    history = model.fit(train, epochs=4, verbose=0, shuffle=False, callbacks=[schedule])  # 60 updates
+    assert int(model.g_optimizer.iterations.numpy()) == 20 + 15
+    assert int(model.d_optimizer.iterations.numpy()) == 25 + 15
+    assert model.training_phase == "joint"
+    assert all(np.isfinite(history.history["d_noisy_inference_net"]))
+
+
+def test_phase_schedule_is_refused_by_a_method_without_phases():
+    spec, _, _, _ = synthetic_task()
+    config = method_config("dvn", g_pretrain_updates=5)
+    model = experiment.build_method(config, spec, steps_per_epoch=15)
+    with pytest.raises(config_lib.ConfigError, match="no training phases"):
+        experiment.phase_schedule(config, model, steps_per_epoch=15)

@@ -177,6 +177,13 @@ class ExperimentConfig:
     """LDRSP λ_v: weight of refined samples in D's loss."""
     adversarial_weight: float = 1.0
     """LDRSP β_v: weight of adversarial samples in D's loss."""
+    g_pretrain_updates: int = 0
+    """LDRSP schedule: first this many updates train G on cross-entropy alone."""
+    d_warmup_updates: int = 0
+    """LDRSP schedule: then this many train D alone on the frozen G's tuples; then joint training."""
+    noisy_weight: float = 0.0
+    """LDRSP: weight in D's loss of noisy G outputs, output_probabilities(logits + noise_std·ε)."""
+    noise_std: float = 1.0
     extra_sample_weights: Dict[str, float] = dataclasses.field(default_factory=dict)
     """LDRSP: weights in D's loss of tuples made from y* alone, which the papers do not use:
     stratified (interpolations to noise), mismatched (another example's ground truth)."""

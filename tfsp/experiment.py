@@ -118,7 +118,8 @@ def _method_arguments(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch:
         return dict(inference_net=inference_net(), value_net=value_net(), train_refine=train_refine(),
                     adversarial=adversarial, generator_adversarial_weight=config.generator_adversarial_weight,
                     inference_weight=config.inference_weight, adversarial_weight=config.adversarial_weight,
-                    extra_sample_weights=config.extra_sample_weights)
+                    extra_sample_weights=config.extra_sample_weights, noisy_weight=config.noisy_weight,
+                    noise_std=config.noise_std)
     if algorithm == "spen":
         return dict(value_net=value_net(), train_refine=train_refine(), pretrain_steps=pretrain_steps)
     if algorithm == "infnet":
@@ -198,6 +199,42 @@ def random_states(model: StructuredModel) -> list:
     the model and so is checkpointed with it."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
+
+
+class PhaseSchedule(keras.callbacks.Callback):
+    """Switches the model's training phase (LDRSP: pretrain, warmup, joint) at update counts:
+    `boundaries` = [(first update of the phase, phase), ...] in increasing order. The update
+    count is epoch × steps_per_epoch + batch, so a resumed run is in the phase it left."""
+
+    def __init__(self, boundaries, steps_per_epoch: int):
+        super().__init__()
+        self.boundaries, self.steps_per_epoch = list(boundaries), int(steps_per_epoch)
+        self._epoch = 0
+
+    def phase_at(self, update: int) -> str:
+        return [phase for first, phase in self.boundaries if update >= first][-1]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        phase = self.phase_at(self._epoch * self.steps_per_epoch + batch)
+        if phase != self.model.training_phase:
+            logging.info("training phase %s from update %d", phase, self._epoch * self.steps_per_epoch + batch)
+            self.model.set_training_phase(phase)
+            self.model.make_train_function()
+
+
+def phase_schedule(config: ExperimentConfig, model, steps_per_epoch: int) -> Optional[PhaseSchedule]:
+    """The LDRSP schedule of config.g_pretrain_updates / d_warmup_updates, if any."""
+    if not (config.g_pretrain_updates or config.d_warmup_updates):
+        return None
+    if not hasattr(model, "set_training_phase"):
+        raise ConfigError(f"g_pretrain_updates / d_warmup_updates: method {config.method!r} has no "
+                          "training phases (LDRSP has)")
+    first_joint = config.g_pretrain_updates + config.d_warmup_updates
+    return PhaseSchedule([(0, "pretrain"), (config.g_pretrain_updates, "warmup"), (first_joint, "joint")],
+                         steps_per_epoch)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -644,6 +681,9 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         callbacks.append(summaries.RefinementImages(own_dir / "logs", images.numpy(), truths.numpy(),
                                                     every=max(1, config.epochs // 20)))
     callbacks += summaries.monitoring_callbacks(config, data, own_dir / "logs")
+    schedule = phase_schedule(config, model, steps_per_epoch)
+    if schedule is not None:
+        callbacks.insert(0, schedule)
 
     def training_data(from_epoch, stream, finite):
         """Epoch-keyed stream where the loader has one (exact resumes), else the finite pipeline."""

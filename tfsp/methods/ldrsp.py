@@ -11,6 +11,12 @@ D (sigmoid head) is regressed, with weights from LDRSP Eq. 10 / ALEN Eq. 6a-6c, 
              interpolations to noise, another example's y*), which the papers do not use;
 G is trained on cross-entropy plus λ_g·½(D(x, G(x)) − 1)² (LDRSP Eq. 6, ALEN Eq. 11).
 Both use Adam with β1 = 0.5 (two optimizers, as in the keras-io GAN examples).
+
+Optional schedule (`training_phase`, switched by tfsp's PhaseSchedule callback at configured
+update counts): "pretrain" trains G on cross-entropy alone, "warmup" trains D alone on the
+frozen G's tuples, "joint" is the algorithm above. D may also see noisy versions of G's
+outputs, output_probabilities(logits + σ·ε) (`noisy_weight`), so that it is calibrated
+around G(x), where refinement goes.
 Prediction: G(x) refined by normalized-gradient ascent on D with projection.
 """
 
@@ -47,6 +53,7 @@ class LDRSP(WithInferenceNetwork):
                  inference_weight: float = 1.0,  # λ_v
                  adversarial_weight: float = 1.0,  # β_v
                  extra_sample_weights: Mapping[str, float] | None = None,
+                 noisy_weight: float = 0.0, noise_std: float = 1.0,
                  **kwargs):
         super().__init__(spec, test_refine=test_refine, **kwargs)
         self.inference_net = inference_net
@@ -58,12 +65,16 @@ class LDRSP(WithInferenceNetwork):
         self.adversarial_weight = float(adversarial_weight)
         extra = checked_sample_weights(extra_sample_weights or {}, EXTRA_SAMPLE_KINDS, "LDRSP extra")
         self.extra_sample_weights = extra
+        self.noisy_weight, self.noise_std = float(noisy_weight), float(noise_std)
+        self.training_phase = "joint"
         names = ["d_loss", "d_ground_truth", "d_inference_net"]
         if self.inference_weight:
             names += ["d_refined", "oracle_refined"]
         if self.adversarial_weight:
             names += ["d_adversarial", "oracle_adversarial"]
         names += [f"{prefix}_{kind}" for kind in extra for prefix in ("d", "oracle")]
+        if self.noisy_weight:
+            names += ["d_noisy_inference_net", "oracle_noisy_inference_net"]
         names += ["oracle_inference_net", "g_loss", "g_cross_entropy", "g_adversarial",
                   "value_ground_truth", "value_inference_net"]
         self.add_train_statistics(names)
@@ -76,10 +87,14 @@ class LDRSP(WithInferenceNetwork):
         """{kind: y}: G(x), its refinement and adversarial samples from the current G and D;
         no gradient flows into either network from here."""
         oracle = self.spec.oracle_fn
-        y_g = tf.stop_gradient(self.spec.output_probabilities(self.inference_net(x, training=False)))
+        logits = tf.stop_gradient(self.inference_net(x, training=False))
+        y_g = self.spec.output_probabilities(logits)
         value_map = self.value_map(self.value_net.precompute(x))
         value_fn = lambda y: per_example_mean(value_map(y))  # noqa: E731
         samples = {"inference_net": y_g}
+        if self.noisy_weight:
+            samples["noisy_inference_net"] = self.spec.output_probabilities(
+                logits + self.noise_std * self.sampling_rng.normal(tf.shape(logits)))
         if self.inference_weight:
             samples["refined"] = tf.stop_gradient(refine(value_fn, y_g, self.train_refine).y)
         if self.adversarial_weight:
@@ -91,17 +106,31 @@ class LDRSP(WithInferenceNetwork):
         samples.update(self.reference_samples(self.extra_sample_weights, y_true))
         return samples
 
+    PHASES = ("pretrain", "warmup", "joint")
+
+    def set_training_phase(self, phase: str) -> None:
+        """pretrain: G on cross-entropy alone; warmup: D alone on the frozen G; joint: both.
+        The compiled train step bakes the phase in, so it is dropped here."""
+        if phase not in self.PHASES:
+            raise ValueError(f"unknown LDRSP training phase {phase!r}; valid: {self.PHASES}")
+        if phase != self.training_phase:
+            self.training_phase = phase
+            self.train_function = None
+
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         x = self.prepare_inputs(x)
         batch = self.global_batch(x)
+        if self.training_phase == "pretrain":
+            return self._pretrain_step(x, y_true, batch)
         oracle = self.spec.oracle_fn
         samples = self.generate_samples(x, y_true)
         targets = {kind: oracle(y, y_true) for kind, y in samples.items()}
 
         # D: least-squares regression to 1 on y* and to v* on the samples.
         weights = {"inference_net": 1.0, "refined": self.inference_weight,
-                   "adversarial": self.adversarial_weight, **self.extra_sample_weights}
+                   "adversarial": self.adversarial_weight, "noisy_inference_net": self.noisy_weight,
+                   **self.extra_sample_weights}
         with tf.GradientTape() as tape:
             d = self.value_map(self.value_net.precompute(x, training=True), training=True)
             value_truth = d(y_true)
@@ -114,17 +143,10 @@ class LDRSP(WithInferenceNetwork):
         d_variables = self.value_net.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
 
-        # G: cross-entropy plus λ_g·½(D(x, G(x)) − 1)² with D fixed.
+        # G: cross-entropy plus λ_g·½(D(x, G(x)) − 1)² with D fixed (not during D's warm-up).
         d_fixed = self.value_map(self.value_net.precompute(x))
-        with tf.GradientTape() as tape:
-            logits = self.inference_net(x, training=True)
-            g_cross_entropy = batch.mean(self.spec.cross_entropy(y_true, logits))
-            value_g = d_fixed(self.spec.output_probabilities(logits))
-            g_adversarial = batch.mean(_half_squared_error(value_g, 1.0))
-            g_loss = g_cross_entropy + self.generator_adversarial_weight * g_adversarial
-            g_loss += batch.penalty(self.inference_net.losses)
-        g_variables = self.inference_net.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
+        g_loss, g_cross_entropy, g_adversarial, value_g = self._generator_update(
+            x, y_true, batch, d_fixed, update=self.training_phase == "joint")
 
         self.track(loss=d_loss + g_loss, d_loss=d_loss, g_loss=g_loss,
                    g_cross_entropy=g_cross_entropy, g_adversarial=g_adversarial,
@@ -132,4 +154,27 @@ class LDRSP(WithInferenceNetwork):
                    value_inference_net=batch.mean(value_g),
                    **{f"d_{kind}": term for kind, term in d_terms.items()},
                    **{f"oracle_{kind}": batch.mean(t) for kind, t in targets.items()})
+        return self.train_results()
+
+    def _generator_update(self, x, y_true, batch, d_fixed, update: bool):
+        """G's loss terms, and G's update when `update`; d_fixed None: cross-entropy alone."""
+        with tf.GradientTape() as tape:
+            logits = self.inference_net(x, training=True)
+            g_cross_entropy = batch.mean(self.spec.cross_entropy(y_true, logits))
+            value_g = tf.zeros_like(g_cross_entropy)
+            g_adversarial = tf.zeros_like(g_cross_entropy)
+            g_loss = g_cross_entropy
+            if d_fixed is not None:
+                value_g = d_fixed(self.spec.output_probabilities(logits))
+                g_adversarial = batch.mean(_half_squared_error(value_g, 1.0))
+                g_loss += self.generator_adversarial_weight * g_adversarial
+            g_loss += batch.penalty(self.inference_net.losses)
+        if update:
+            g_variables = self.inference_net.trainable_variables
+            self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
+        return g_loss, g_cross_entropy, g_adversarial, value_g
+
+    def _pretrain_step(self, x, y_true, batch):
+        g_loss, g_cross_entropy, _, _ = self._generator_update(x, y_true, batch, None, update=True)
+        self.track(loss=g_loss, g_loss=g_loss, g_cross_entropy=g_cross_entropy)
         return self.train_results()
