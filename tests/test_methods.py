@@ -122,3 +122,17 @@ def test_phase_schedule_is_refused_by_a_method_without_phases():
     model = experiment.build_method(config, spec, steps_per_epoch=15)
     with pytest.raises(config_lib.ConfigError, match="no training phases"):
         experiment.phase_schedule(config, model, steps_per_epoch=15)
+
+
+def test_value_check_trains_the_value_net_alone_and_scores_rankings():
+    from tfsp import value_check
+
+    spec, train, test, _ = synthetic_task()
+    config = method_config("dvn", optimizer={"learning_rate": 0.01})
+    model = experiment.build_method(config, spec, steps_per_epoch=15)
+    record = value_check.check_value_network(model, train, test, updates=60)
+    assert record["updates"] == 60 and record["loss_first_last"][1] < record["loss_first_last"][0]
+    ranked = record["ground_truth_ranked_above"]
+    assert set(ranked) == {"other_example_ground_truth", "zeros", "ones", "noise", "blurred_noise"}
+    assert ranked["zeros"] > 0.9 and ranked["noise"] > 0.9, ranked
+    assert -1 <= record["refinement"]["spearman_value_vs_oracle_all_iterates"] <= 1

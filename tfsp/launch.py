@@ -8,6 +8,7 @@ same command resumes from the last finished epoch.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -18,11 +19,15 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("mode", "train", ["train", "evaluate", "export", "probe"],
+flags.DEFINE_enum("mode", "train", ["train", "evaluate", "export", "probe", "check"],
                   "train: train then evaluate; evaluate: evaluate the weights a run left in --model_dir; "
                   "export: write a SavedModel of them to --export_dir; probe: the value network's "
                   "mean value vs the oracle for reference outputs (ground truth, prediction, zeros, "
-                  "noise, ...) on the validation split, written to <results_dir>/<name>-probe.json.")
+                  "noise, ...) on the validation split, written to <results_dir>/<name>-probe.json; "
+                  "check: the quick check before a long run, a fresh value network trained alone for "
+                  "--check_updates on tuples made from y*, then scored on ranking y* above wrong "
+                  "outputs and ordering refinement iterates as the oracle does (<name>-check.json).")
+flags.DEFINE_integer("check_updates", 600, "--mode=check: updates of the value network on fixed tuples.")
 flags.DEFINE_string("task", None, "Task name (a file tasks/<task>.json) or a path to a task JSON file.")
 flags.DEFINE_string("method", None, "Method; default: the task's default_method.")
 flags.DEFINE_string("data_dir", None, "Folder with the dataset files (default: $TFSP_DATA_DIR).")
@@ -115,14 +120,22 @@ def main(argv):
     set_progress_verbosity(verbose)  # dataset preparation; fit/evaluate take `verbose` directly
     if FLAGS.mode == "export":
         return export_saved(config, model_dir)
-    if FLAGS.mode == "probe" and results_path:
-        results_path = results_path[:-len(".json")] + "-probe.json"
+    if FLAGS.mode in ("probe", "check") and results_path:
+        results_path = results_path[:-len(".json")] + f"-{FLAGS.mode}.json"
     try:
         if FLAGS.mode == "train":
             record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
                                     verbose=verbose, strategy=FLAGS.strategy)
         elif FLAGS.mode == "probe":
             record = experiment.probe_saved(config, model_dir, results_path)
+        elif FLAGS.mode == "check":
+            from tfsp import value_check
+
+            record = value_check.check_saved(config, results_path, updates=FLAGS.check_updates)
+            print(json.dumps(record["check"], indent=1))
+            if results_path:
+                print(f"results: {results_path}")
+            return 0
         else:
             record = experiment.evaluate_saved(config, model_dir, results_path,
                                                step_curve_steps=FLAGS.step_curve, verbose=verbose)
