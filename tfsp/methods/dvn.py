@@ -22,7 +22,9 @@ from tfsp.methods.base import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, Struct
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
 
-SAMPLE_KINDS = ("inference", "adversarial") + REFERENCE_SAMPLE_KINDS
+SAMPLE_KINDS = ("inference", "adversarial", "trajectory") + REFERENCE_SAMPLE_KINDS
+"""trajectory: an iterate drawn uniformly, per example, from the inference refinement's path
+(y_0 .. y_T), so D is also fitted where ascent passes, not only where it ends."""
 
 
 class DVN(StructuredModel):
@@ -53,13 +55,23 @@ class DVN(StructuredModel):
         value_fn = self.value_map(context)
         zeros = self.zeros_output(x)
         samples = {}
-        if "inference" in self.sample_weights:
+        if "inference" in self.sample_weights or "trajectory" in self.sample_weights:
             start = zeros
             if self.inference_from_ground_truth:
                 # Refinement started at y* shows D where ascent leaves the truth (SEAL's DVN).
                 from_truth = self.uniform([tf.shape(x)[0]]) < self.inference_from_ground_truth
                 start = tf.where(tf.reshape(from_truth, [-1] + [1] * (zeros.shape.rank - 1)), y_true, zeros)
-            samples["inference"] = tf.stop_gradient(refine(value_fn, start, self.train_refine).y)
+            with_path = "trajectory" in self.sample_weights
+            result = refine(value_fn, start, self.train_refine, return_trajectory=with_path)
+            if "inference" in self.sample_weights:
+                samples["inference"] = tf.stop_gradient(result.y)
+            if with_path:
+                batch = tf.shape(x)[0]
+                pick = tf.minimum(tf.cast(self.uniform([batch]) * (self.train_refine.steps + 1), tf.int32),
+                                  self.train_refine.steps)
+                # trajectory is [T + 1, B, ...]: iterate pick[b] of example b.
+                samples["trajectory"] = tf.stop_gradient(
+                    tf.gather_nd(result.trajectory, tf.stack([pick, tf.range(batch)], axis=1)))
         if "adversarial" in self.sample_weights:
             def regression_loss(y):
                 target = tf.stop_gradient(self.spec.oracle_fn(y, y_true))
