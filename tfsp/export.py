@@ -48,7 +48,7 @@ from typing import Dict
 
 import tensorflow as tf
 
-from tfsp import oracles
+from tfsp import oracles, results
 from tfsp.methods.base import StructuredModel
 
 SERVING_DEFAULT = "serving_default"
@@ -157,6 +157,8 @@ def export_saved_model(model: StructuredModel, export_dir) -> Path:
     # A hidden name TF Serving ignores (it loads only integer-named folders).
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=export_dir))
     try:
+        # mkdtemp's 0700 would keep a serving process of another user out of the version folder.
+        os.chmod(tmp, results.default_mode(directory=True))
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         while True:
             target = export_dir / str(next_version(export_dir))
