@@ -75,7 +75,9 @@ def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions
 
     # Wrong shape or dtype: the error names the expected shape.
     loaded = tf.saved_model.load(str(export_dir / "2"))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`inputs` must be float32 of shape \[batch, 12\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`inputs` must be a float32 tensor of shape \[batch, 12\] with finite values; "
+                             r"got shape \[2, 11\]"):
         loaded.signatures["serving_default"](inputs=tf.zeros([2, 11]))
     with pytest.raises(TypeError, match=r"shape=\(None, 12\), dtype=tf.float32"):
         loaded.serve(tf.zeros([2, 11]))
@@ -106,8 +108,27 @@ def test_segmentation_export_takes_float_or_uint8_images(tmp_path):
     loaded = tf.saved_model.load(str(path))
     as_float = loaded.signatures["serving_default"](inputs=tf.constant(images, tf.float32) / 255.0)
     np.testing.assert_allclose(as_float["prediction"].numpy(), served["prediction"], atol=1e-5)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`images` must be uint8 of shape \[batch, 32, 32, 3\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`images` must be a uint8 tensor of shape \[batch, 32, 32, 3\]; got shape \[1, 24, 24, 3\]"):
         loaded.signatures["serving_uint8"](images=tf.zeros([1, 24, 24, 3], tf.uint8))
+
+    # Float images must be in [0, 1] (0..255 ones are meant for serving_uint8) and finite.
+    in_range = r"`inputs` must be a float32 tensor of shape \[batch, 32, 32, 3\] with finite values in \[0, 1\]"
+    bad = np.zeros((3, 32, 32, 3), np.float32)
+    bad[1] = 255.0
+    with pytest.raises(tf.errors.InvalidArgumentError, match=in_range + r"; got a value outside .* in example 1 "
+                                                             r"\(images in 0\.\.255 go to the serving_uint8"):
+        loaded.signatures["serving_default"](inputs=tf.constant(bad))
+    bad[1] = 0.0
+    bad[2, 5, 5, 0] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match=in_range + r"; got .* not finite in example 2"):
+        loaded.signatures["serving_default"](inputs=tf.constant(bad))
+    # An empty batch (the crop grid's reshapes once failed on it) gives empty outputs of the right shapes.
+    for signature, name, dtype in (("serving_default", "inputs", tf.float32), ("serving_uint8", "images", tf.uint8)):
+        empty = loaded.signatures[signature](**{name: tf.zeros([0, 32, 32, 3], dtype)})
+        assert {k: tuple(v.shape) for k, v in empty.items()} == {
+            "prediction": (0, 32, 32, 3), "labels": (0, 32, 32, 3), "class_ids": (0, 32, 32),
+            "value": (0,), "prediction_inference_net": (0, 32, 32, 3)}
 
 
 def test_versions_count_up_and_ignore_other_folders(tmp_path):
@@ -130,3 +151,30 @@ def test_a_method_without_refinement_exports_prediction_and_labels(tmp_path):
     assert set(served) == {"prediction", "labels"}
     np.testing.assert_allclose(served["prediction"].numpy(), model.infer(x)["y"].numpy(), atol=1e-6)
     assert not hasattr(loaded, "serve_uint8")
+
+
+def test_serving_names_the_expected_input_for_a_wrong_rank_or_non_finite_values(tmp_path):
+    from tfsp.spec import multilabel_spec
+
+    spec = multilabel_spec("toy", 12, 3)
+    config = config_lib.resolve("mlc", "ldrsp", {"inference_net": {"hidden": [4]}, "value_net": {"hidden": [4]},
+                                                 "test_refine": {"steps": 2}})
+    model = experiment.build_method(config, spec, steps_per_epoch=1)
+    serve = tf.saved_model.load(str(export.export_saved_model(model, tmp_path))).signatures["serving_default"]
+    expected = r"tfsp serving: `inputs` must be a float32 tensor of shape \[batch, 12\] with finite values; "
+    # Other ranks than [batch, 12] reach the graph through a signature call; they once failed in MatMul.
+    for shape in ([5], [12], [2, 12, 1]):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=expected + rf"got shape \[{', '.join(map(str, shape))}\]"):
+            serve(inputs=tf.zeros(shape))
+    # NaN or infinite features were served as an empty label set.
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.zeros((4, 12), np.float32)
+        x[3, 7] = bad
+        with pytest.raises(tf.errors.InvalidArgumentError, match=expected + "got a NaN or infinite value in example 3"):
+            serve(inputs=tf.constant(x))
+    empty = serve(inputs=tf.zeros([0, 12]))
+    assert {k: tuple(v.shape) for k, v in empty.items()} == {
+        "prediction": (0, 3), "labels": (0, 3), "value": (0,), "prediction_inference_net": (0, 3)}
+    x = tf.constant(np.random.RandomState(0).rand(3, 12).astype(np.float32))
+    np.testing.assert_allclose(serve(inputs=x)["prediction"].numpy(), model.infer(x)["y"].numpy(), atol=1e-5)

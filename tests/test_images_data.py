@@ -62,7 +62,7 @@ def _horse_tree(root: Path, n: int = 3) -> Path:
     db = root / "weizmann_horse_db"
     for i in range(1, n + 1):
         rgb = np.zeros((30, 40, 3), np.uint8)
-        rgb[...] = (40 * i, 100, 200)
+        rgb[...] = (40 * i % 256, 100, 200)
         _save(rgb, db / "rgb" / f"horse{i:03d}.jpg", quality=95)
         mask = np.zeros((15, 20), np.uint8)
         mask[:, :10] = 255
@@ -212,6 +212,46 @@ def test_horse_split():
     assert not np.array_equal(horse_split(seed=1)["test"], s["test"])
     with pytest.raises(ValueError):
         horse_split(n=100)
+
+
+def _horses_config(data_dir, split_sizes):
+    from tfsp.config import DataConfig
+
+    return DataConfig(loader="horses", data_dir=str(data_dir), image_size=8, crop_size=0,
+                      split_sizes=list(split_sizes), batch_size=2, eval_batch_size=2)
+
+
+def test_horse_count_not_fitting_split_sizes_names_folder_count_sizes_and_setting(tmp_path):
+    from tfsp.datasets import build_task_data
+
+    db = _horse_tree(tmp_path, n=10)
+    with pytest.raises(DataError) as e:
+        build_task_data(_horses_config(tmp_path, [200, 28, 100]))
+    msg = str(e.value)
+    for part in (str(db), "10 horse images found", "[200, 28, 100]", "--set data.split_sizes=[a,b,c]",
+                 "--set data.split_sizes=[6,1,3]"):
+        assert part in msg, (part, msg)
+    data = build_task_data(_horses_config(tmp_path, [6, 1, 3]))
+    assert data.sizes == {"train": 6, "validation": 1, "test": 3}
+    with pytest.raises(DataError, match=rf"{db}: the train split has no examples; change data\.split_sizes \(--set data\.split_sizes=\[a,b,c\]"):
+        build_task_data(_horses_config(tmp_path, [0, 1, 9]))
+    assert build_task_data(_horses_config(tmp_path, [7, 0, 3])).validation is None
+
+
+@pytest.mark.parametrize("loader, files, source", [
+    ("horses", "weizmann_horse_db/rgb/horseNNN.jpg", "weizmann-horse-database"),
+    ("lfw", "parts_lfw_funneled_gt_images.tgz", "http://vis-www.cs.umass.edu/lfw/part_labels/"),
+])
+def test_no_data_dir_names_the_flag_the_variable_the_files_and_the_source(loader, files, source, monkeypatch):
+    from tfsp.config import DataConfig
+    from tfsp.datasets import build_task_data
+
+    monkeypatch.delenv("TFSP_DATA_DIR", raising=False)
+    with pytest.raises(DataError) as e:
+        build_task_data(DataConfig(loader=loader))
+    msg = str(e.value)
+    for part in ("--data_dir", "TFSP_DATA_DIR", files, source):
+        assert part in msg, (part, msg)
 
 
 # ---------------------------------------------------------------------------

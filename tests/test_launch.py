@@ -46,18 +46,20 @@ def test_launch_end_to_end_on_tiny_arff(tiny_mulan, tmp_path):
                 tags.add(value.tag)
     assert {"epoch_d_loss", "epoch_g_loss", "epoch_example_f1"} <= tags, tags
 
-    # Rerunning the same command resumes after the last finished epoch instead of starting over.
+    # Rerunning the same command with more epochs resumes after the last finished epoch instead of
+    # starting over (and replaces the record of the run it extends).
     proc = launch("--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
                   f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
-                  "--epochs=3", cwd=tmp_path)
+                  "--epochs=3", "--refine_steps=4", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "results" / "mlc-ldrsp.json").read_text())
     assert record["initial_epoch"] == 2 and record["epochs_run"] == 1
 
-    # --mode=evaluate re-evaluates the kept weights, here with other refinement settings.
+    # --mode=evaluate re-evaluates the kept weights (given the settings that trained them), here
+    # with other refinement settings.
     proc = launch("--mode=evaluate", "--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
                   f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'eval'}",
-                  "--refine_steps=0", cwd=tmp_path)
+                  "--epochs=3", "--refine_steps=0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval" / "mlc-ldrsp.json").read_text())
     # With no refinement steps the final prediction is G(x) alone.

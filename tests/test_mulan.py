@@ -206,6 +206,31 @@ def test_malformed_arff_reports_file_and_physical_line(tmp_path, bad_line, expec
     assert f"line {expected_line}" in str(e.value)
 
 
+def test_arff_without_examples_fails_at_load(tmp_path):
+    header = SPARSE_LABELS_LAST.split("@data")[0] + "@data\n% no rows\n\n"
+    a, x = _write(tmp_path, header, _xml("L_a", "L_b"))
+    with pytest.raises(DataError, match=rf"{a}.*no examples.*data rows"):
+        load_mulan(a, x)
+    a.write_text("")
+    with pytest.raises(DataError, match=rf"{a} is empty.*no examples \(data rows\)"):
+        load_mulan(a, x)
+
+
+def test_gzip_files_read_in_memory(tmp_path):
+    import gzip
+
+    a, x = _write(tmp_path, SPARSE_LABELS_LAST, _xml("L_a", "L_b"))
+    plain = load_mulan(a, x)
+    for path in (a, x):
+        Path(f"{path}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    packed = load_mulan(f"{a}.gz", f"{x}.gz")
+    np.testing.assert_array_equal(packed.features, plain.features)
+    np.testing.assert_array_equal(packed.labels, plain.labels)
+    Path(f"{a}.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match=r"toy\.arff\.gz: not a readable gzip file"):
+        load_mulan(f"{a}.gz", x)
+
+
 def test_malformed_dense_arff_line(tmp_path):
     text = "@relation t\n@attribute x NUMERIC\n@attribute y {0,1}\n\n@data\n1,0\n\n2,1,5\n"
     a, x = _write(tmp_path, text, _xml("y"))
@@ -262,6 +287,108 @@ def test_carve_validation():
     c_tr, c_val = carve_validation(train, 0.0, seed=1)
     np.testing.assert_array_equal(c_tr, train)
     assert c_val.size == 0
+
+
+# ---------------------------------------------------------------- task pipelines
+
+
+def _mulan_config(arff, xml, **fields):
+    from tfsp.config import DataConfig
+
+    return DataConfig(loader="mulan", arff=str(arff), xml=str(xml), batch_size=4, eval_batch_size=8, **fields)
+
+
+def test_empty_splits_are_errors_naming_the_split_and_setting(tiny_mulan):
+    from tfsp.datasets import build_task_data
+
+    arff, xml = tiny_mulan  # 300 rows
+    with pytest.raises(DataError, match=r"tiny\.arff: the test split has no examples.*data\.n_train=N with N < 300"):
+        build_task_data(_mulan_config(arff, xml, n_train=300))
+    with pytest.raises(DataError, match=r"data\.n_train=400 but the file has 300 examples"):
+        build_task_data(_mulan_config(arff, xml, n_train=400))
+    with pytest.raises(DataError, match=r"the validation split has no examples.*data\.validation_fraction"):
+        build_task_data(_mulan_config(arff, xml, n_train=5, validation_fraction=0.05))
+    data = build_task_data(_mulan_config(arff, xml, n_train=5, validation_fraction=0.0))
+    assert data.validation is None and data.sizes == {"train": 5, "validation": 0, "test": 295}
+
+
+def test_pipelines_without_a_batch_are_errors_not_hangs():
+    from tfsp.data import epochs
+    from tfsp.data.images import segmentation_dataset
+
+    with pytest.raises(DataError, match="the train split has no examples"):
+        epochs.shuffled_batches((np.zeros((0, 3), np.float32),), 4, seed=0, first_epoch=0)
+    images, labels = np.zeros((3, 8, 8, 3), np.float32), np.zeros((3, 8, 8, 1), np.float32)
+    with pytest.raises(DataError, match=r"the train split has 3 examples, fewer than one batch of "
+                                        r"data\.batch_size=4.*--set data\.batch_size=3"):
+        segmentation_dataset(images, labels, 4, training=True, crop_size=None, seed=0, drop_remainder=True,
+                             first_epoch=0, split="train")
+    with pytest.raises(DataError, match="would never yield a batch"):
+        epochs.epochs(lambda key: None, seed=0, num_batches=0, first_epoch=0)
+
+
+def test_no_data_dir_names_the_flag_the_variable_the_files_and_the_source(monkeypatch):
+    from tfsp.config import DataConfig
+    from tfsp.datasets import build_task_data
+
+    monkeypatch.delenv("TFSP_DATA_DIR", raising=False)
+    with pytest.raises(DataError) as e:
+        build_task_data(DataConfig(loader="mulan", name="bookmarks"))
+    msg = str(e.value)
+    for part in ("--data_dir", "TFSP_DATA_DIR", "bookmarks.arff", "bookmarks.xml", MULAN_URL):
+        assert part in msg
+
+
+# ------------------------------------------------------------------ shipped Bibtex
+
+
+def test_shipped_bibtex_used_without_a_data_dir(monkeypatch):
+    from tfsp.config import DataConfig
+    from tfsp.datasets import build_task_data
+
+    monkeypatch.delenv("TFSP_DATA_DIR", raising=False)
+    start = time.perf_counter()
+    data = build_task_data(DataConfig(loader="mulan", name="bibtex", n_train=4880, batch_size=20))
+    elapsed = time.perf_counter() - start
+    assert sum(data.sizes.values()) == 7395
+    assert data.spec.input_shape == (1836,) and data.spec.output_shape == (159,)
+    assert data.source == ("shipped copy third_party/bibtex/bibtex.arff.gz + "
+                           "third_party/bibtex/bibtex.xml.gz (MULAN)")
+    assert elapsed < 10.0, f"the shipped Bibtex took {elapsed:.1f} s to load"
+
+
+def test_given_data_dir_wins_over_the_shipped_copy(tmp_path, monkeypatch):
+    from conftest import correlated_multilabel, write_arff
+    from tfsp.config import DataConfig
+    from tfsp.datasets import build_task_data
+
+    features, labels = correlated_multilabel(n=40, num_features=6, num_labels=4)
+    arff, xml = write_arff(tmp_path / "bibtex.arff", features, labels)
+    for env, data_dir in ((None, str(tmp_path)), (str(tmp_path), "")):
+        if env:
+            monkeypatch.setenv("TFSP_DATA_DIR", env)
+        data = build_task_data(DataConfig(loader="mulan", name="bibtex", data_dir=data_dir, batch_size=4))
+        assert data.source == f"{arff} + {xml}" and sum(data.sizes.values()) == 40
+
+
+def test_shipped_copy_with_a_changed_byte_fails_its_checksum(tmp_path):
+    import shutil
+
+    from tfsp.data import mulan
+
+    shipped = mulan.find_shipped("bibtex")
+    assert shipped is not None, "the shipped Bibtex is missing from third_party/bibtex"
+    copy = tmp_path / "bibtex"
+    shutil.copytree(shipped, copy)
+    target = copy / "bibtex.arff.gz"
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    target.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=rf"{target}: SHA-256 checksum mismatch.*{copy / 'SHA256SUMS'}"):
+        mulan.load_shipped_mulan("bibtex", copy)
+    (copy / "SHA256SUMS").unlink()
+    with pytest.raises(DataError, match="SHA256SUMS not found"):
+        mulan.load_shipped_mulan("bibtex", copy)
 
 
 _DATA_ROOT = Path(os.environ.get("TFSP_DATA_DIR", "/work/shared/data"))

@@ -23,6 +23,13 @@ def tags_by_run(log_dir):
     return tags
 
 
+def scalar_steps(run_dir, tag):
+    """The steps at which the event files of one run (folder) hold scalar `tag`, in order."""
+    return sorted(event.step for path in run_dir.glob("events.out.tfevents.*")
+                  for event in tf.compat.v1.train.summary_iterator(str(path))
+                  for value in event.summary.value if value.tag == tag)
+
+
 def test_run_writes_losses_metrics_sample_values_and_config(tiny_mulan, tmp_path):
     arff, xml = tiny_mulan
     config = config_lib.resolve("mlc", "dvn", {
@@ -36,8 +43,10 @@ def test_run_writes_losses_metrics_sample_values_and_config(tiny_mulan, tmp_path
     for name in ("loss", "loss_inference", "loss_adversarial", "loss_stratified", "oracle_inference",
                  "oracle_adversarial", "value_ground_truth", "value_inference"):
         assert f"epoch_{name}" in tags["train"], sorted(tags["train"])
-    # Validation metrics.
+    # Validation metrics, also against the number of training steps.
     assert "epoch_example_f1" in tags["validation"], sorted(tags["validation"])
+    steps = scalar_steps(tmp_path / "run" / "logs" / "validation", "evaluation_example_f1_vs_iterations")
+    assert len(steps) == 2 and steps[0] > 0 and steps[1] == 2 * steps[0], steps
     # D's values per kind of sample (histograms) and the oracle of each (scalars).
     for kind in ("ground_truth", "start", "prediction", "inference", "adversarial", "stratified"):
         assert tags["samples"][f"value/{kind}"] == "histograms", sorted(tags["samples"])
@@ -45,6 +54,23 @@ def test_run_writes_losses_metrics_sample_values_and_config(tiny_mulan, tmp_path
     # The configuration as text and as hparams.
     assert tags["."]["config"] == "text"
     assert any(plugin == "hparams" for plugin in tags["."].values()), tags["."]
+
+
+def test_two_optimizer_methods_plot_evaluations_against_training_steps(tiny_mulan, tmp_path):
+    # Keras's TensorBoard callback takes the step from model.optimizer.iterations; LDRSP's steps
+    # go through d_optimizer and g_optimizer, and every evaluation sat at step 0.
+    arff, xml = tiny_mulan
+    config = config_lib.resolve("mlc", "ldrsp", {
+        "data": {"arff": str(arff), "xml": str(xml), "validation_fraction": 0.2}, "epochs": 2,
+        "train_refine": {"steps": 1}, "test_refine": {"steps": 1}})
+    record = experiment.run(config, str(tmp_path / "run"), None, verbose=0)
+    logs = tmp_path / "run" / "logs"
+    steps = scalar_steps(logs / "validation", "evaluation_example_f1_vs_iterations")
+    assert len(steps) == 2 and steps[0] > 0 and steps[1] == 2 * steps[0], steps
+    # Each optimizer's learning rate under its own name.
+    assert scalar_steps(logs / "train", "epoch_learning_rate_d_optimizer") == [0, 1]
+    assert scalar_steps(logs / "train", "epoch_learning_rate_g_optimizer") == [0, 1]
+    assert record["history"]["loss"] and "epoch_learning_rate" not in tags_by_run(logs)["train"]
 
 
 def test_flatten_config():

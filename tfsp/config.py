@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import sys
 import typing
@@ -238,43 +239,91 @@ def _is_dataclass_type(t) -> bool:
     return isinstance(t, type) and dataclasses.is_dataclass(t)
 
 
-def merge_into(instance, overrides: Dict[str, Any], origin: str):
-    """Sets fields of a (nested) dataclass from a dict; unknown keys raise ConfigError."""
+def merge_into(instance, overrides: Dict[str, Any], origin: str, prefix: str = ""):
+    """Sets fields of a (nested) dataclass from a dict; unknown keys and values of the wrong
+    type raise ConfigError naming `origin` and the field's dotted path (prefix + key)."""
     hints = typing.get_type_hints(type(instance))
     fields = {f.name for f in dataclasses.fields(instance)}
     for key, value in overrides.items():
+        path = prefix + key
         if key not in fields:
-            raise ConfigError(f"{origin}: unknown key {key!r} in {type(instance).__name__}; "
+            raise ConfigError(f"{origin}: unknown key {path!r} in {type(instance).__name__}; "
                               f"valid keys: {sorted(fields)}")
-        current = getattr(instance, key)
         if _is_dataclass_type(hints[key]):
             if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: {key!r} must be an object, got {value!r}")
-            merge_into(current, value, f"{origin}: {key}")
-        elif isinstance(current, dict) and isinstance(value, dict):
-            # Maps (e.g. sample_weights) are replaced whole: a task says all the kinds it uses.
-            setattr(instance, key, dict(value))
+                raise ConfigError(f"{origin}: {path} must be an object, got {value!r}")
+            merge_into(getattr(instance, key), value, origin, prefix=f"{path}.")
         else:
-            setattr(instance, key, _coerce(value, current, hints[key], f"{origin}: {key}"))
+            # Maps (e.g. sample_weights) are replaced whole: a task says all the kinds it uses.
+            setattr(instance, key, _coerce(value, hints[key], f"{origin}: {path}"))
     return instance
 
 
-def _coerce(value, current, hint, origin):
-    if isinstance(current, bool) or hint is bool:
-        if isinstance(value, str):
-            if value.lower() in ("true", "1", "yes"):
-                return True
-            if value.lower() in ("false", "0", "no"):
-                return False
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{origin}: expected true/false, got {value!r}")
-    if isinstance(current, int) and not isinstance(value, bool) and isinstance(value, (int, float)):
-        if float(value) != int(value):
-            raise ConfigError(f"{origin}: expected an integer, got {value!r}")
+class _WrongType(Exception):
+    pass
+
+
+_TYPE_NAMES = {int: ("an integer", "integers", "150"), float: ("a number", "numbers", "0.5"),
+               str: ("a string", "strings", '"name"'), bool: ("true or false", "booleans", "true")}
+"""For error messages: (one, several, an example)."""
+
+
+def _describe(hint) -> str:
+    """What a value of type `hint` looks like, for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        return " or ".join([_describe(a) for a in args if a is not type(None)] + ["null"])
+    if origin is list:
+        _, several, example = _TYPE_NAMES[args[0]]
+        return f"a list of {several}, e.g. [{example}]"
+    if origin is dict:
+        _, several, example = _TYPE_NAMES[args[1]]
+        return f'an object of {several}, e.g. {{"name": {example}}}'
+    return _TYPE_NAMES[hint][0] if hint in _TYPE_NAMES else str(hint)
+
+
+def _coerce(value, hint, where: str):
+    """`value` as the field type `hint` (int, float, bool, str, Optional, List[...], Dict[str, ...]),
+    e.g. 64 -> 64.0 for a float or "true" -> True; anything else raises ConfigError."""
+    try:
+        return _coerce_value(value, hint)
+    except _WrongType:
+        raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}") from None
+
+
+def _coerce_value(value, hint):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        return _coerce_value(value, next(a for a in args if a is not type(None)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _WrongType
+        return [_coerce_value(v, args[0]) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise _WrongType
+        return {k: _coerce_value(v, args[1]) for k, v in value.items()}
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return bool(value)
+        raise _WrongType
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        if not is_number or not math.isfinite(value) or float(value) != int(value):
+            raise _WrongType
         return int(value)
-    if isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if hint is float:
+        if not is_number:
+            raise _WrongType
         return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _WrongType
+        return value
     return value
 
 
@@ -366,3 +415,128 @@ def deep_update(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
         else:
             base[key] = value
     return base
+
+
+# ----- comparing configurations ---------------------------------------------------------------
+LOCATION_FIELDS = ("data.data_dir", "data.arff", "data.xml", "data.eval_batch_size")
+"""Fields that say where the data is read from and how many test examples go in a batch: the
+same files may move between machines, and neither changes a trained weight or a metric."""
+
+
+def leaf_fields(instance, prefix: str = "") -> Dict[str, Any]:
+    """{"data.batch_size": 32, "sample_weights": {...}, ...}: every field of a (nested) config
+    dataclass that is not itself a dataclass, by its dotted path."""
+    leaves: Dict[str, Any] = {}
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            leaves.update(leaf_fields(value, f"{prefix}{f.name}."))
+        else:
+            leaves[prefix + f.name] = copy.deepcopy(value)
+    return leaves
+
+
+def config_differences(stored: Dict[str, Any], config: ExperimentConfig,
+                       may_differ=()) -> List[tuple]:
+    """[(field, stored value, value in config)] for every field whose value in `config` differs
+    from `stored` (an ExperimentConfig.to_dict(): a model dir's config.json, a record's "config").
+    A field `stored` lacks counts at its default, as the code behaved before the field existed;
+    fields of `stored` that no longer exist are not settings any more and are ignored. Fields
+    named in `may_differ` (dotted paths, or a prefix such as "test_refine") are skipped."""
+    defaults = leaf_fields(ExperimentConfig())
+    differences = []
+    for path, value in leaf_fields(config).items():
+        if any(path == name or path.startswith(name + ".") for name in may_differ):
+            continue
+        node: Any = stored
+        for part in path.split("."):
+            node = node.get(part, defaults[path]) if isinstance(node, dict) else defaults[path]
+        if node != value:
+            differences.append((path, node, value))
+    return differences
+
+
+def describe_differences(differences, stored_name: str) -> str:
+    """"seed: 0 in <stored_name>, 1 now; ..." for config_differences' list."""
+    return "; ".join(f"{path}: {json.dumps(old)} in {stored_name}, {json.dumps(new)} now"
+                     for path, old, new in differences)
+
+
+def assignments_for(differences) -> str:
+    """The --set flags that restore the stored values of config_differences' list."""
+    import shlex
+
+    return " ".join(f"--set {shlex.quote(f'{path}={json.dumps(old)}')}" for path, old, _ in differences)
+
+
+# ----- value ranges -----------------------------------------------------------------------------
+def _at_least(n):
+    return (lambda v: v >= n), f">= {n}"
+
+
+def _each(rule):
+    test, text = rule
+    return (lambda v: all(test(x) for x in (v.values() if isinstance(v, dict) else v))), f"all {text}"
+
+
+_POSITIVE = (lambda v: v > 0), "> 0"
+_FRACTION = (lambda v: 0 <= v < 1), "in [0, 1)"
+_PROBABILITY = (lambda v: 0 <= v <= 1), "in [0, 1]"
+_OPEN_FRACTION = (lambda v: 0 < v < 1), "in (0, 1)"
+
+_RANGES = {
+    DataConfig: {"n_train": _at_least(0), "train_fraction": _OPEN_FRACTION, "split_seed": _at_least(0),
+                 "validation_fraction": _FRACTION, "batch_size": _at_least(1), "eval_batch_size": _at_least(1),
+                 "image_size": _at_least(1), "crop_size": _at_least(0), "crop_grid": _at_least(1),
+                 "split_sizes": _each(_at_least(0))},
+    NetworkConfig: {"filters": _each(_at_least(1)), "dense": _each(_at_least(1)), "hidden": _each(_at_least(1)),
+                    "num_pairwise": _at_least(0), "weight_decay": _at_least(0), "dropout": _FRACTION},
+    OptimizerConfig: {"learning_rate": _POSITIVE, "beta_1": _FRACTION, "momentum": _at_least(0),
+                      "decay_epochs": _each(_at_least(0)), "decay_factor": _POSITIVE,
+                      "clipnorm": ((lambda v: v is None or v > 0), "> 0 or null")},
+    RefineSettings: {"steps": _at_least(0), "step_size": _POSITIVE, "tolerance": _at_least(0),
+                     "decay": _at_least(0)},
+    AdversarialSettings: {"steps": _at_least(0), "step_size": _POSITIVE, "from_ground_truth": _PROBABILITY},
+    ImplicitSettings: {"inner_steps": _at_least(0), "neumann_terms": _at_least(0), "neumann_step": _POSITIVE,
+                       "energy_weight": _at_least(0), "cd_samples": _at_least(1)},
+    ExperimentConfig: {"epochs": _at_least(1), "final_epochs_on_all_training_data": _at_least(0),
+                       "validation_every": _at_least(1), "seed": _at_least(0), "pretrain_epochs": _at_least(0),
+                       "sample_weights": _each(_at_least(0)), "extra_sample_weights": _each(_at_least(0)),
+                       "generator_adversarial_weight": _at_least(0), "inference_weight": _at_least(0),
+                       "adversarial_weight": _at_least(0), "infnet_test_weight": _at_least(0),
+                       "infnet_cross_entropy_weight": _at_least(0),
+                       "updates": _at_least(0), "checkpoint_every": _at_least(1),
+                       "validation_images": _at_least(0), "validation_crop_grid": _at_least(0),
+                       "inference_from_ground_truth": _PROBABILITY, "g_pretrain_updates": _at_least(0),
+                       "d_warmup_updates": _at_least(0), "noisy_weight": _at_least(0),
+                       "noise_std": _at_least(0)},
+}
+"""The values each field may take; epochs >= 1 because every run, trained or evaluated, has
+trained at least one epoch (a run of 0 epochs would record untrained weights)."""
+
+
+def _range_problems(instance, prefix: str = "") -> List[str]:
+    problems = []
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            problems += _range_problems(value, f"{prefix}{f.name}.")
+        elif f.name in _RANGES.get(type(instance), {}):
+            test, text = _RANGES[type(instance)][f.name]
+            try:
+                ok = bool(test(value))
+            except TypeError:
+                ok = False
+            if not ok:
+                problems.append(f"{prefix}{f.name}={json.dumps(value)} (must be {text})")
+    return problems
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    """Raises ConfigError naming every field whose value is out of range (epochs < 1, a negative
+    step count, a step size or learning rate <= 0, a batch size < 1, a fraction outside [0, 1), ...),
+    so a bad value stops a run before it writes anything."""
+    problems = _range_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return config

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfsp.config import DATA_DIR_ENV, DataConfig
 from tfsp.data import epochs
@@ -48,7 +49,23 @@ def resolve_data_dir(config: DataConfig) -> Optional[str]:
     return config.data_dir or os.environ.get(DATA_DIR_ENV) or None
 
 
-def _batched(arrays, batch_size):
+def no_data_dir_error(task: str, needed: str) -> DataError:
+    """The error for a task run with neither --data_dir nor $TFSP_DATA_DIR; `needed` says which
+    files the folder must hold and where to get them."""
+    return DataError(f"no data folder for the {task} task: pass --data_dir=FOLDER or set the {DATA_DIR_ENV} "
+                     f"environment variable to FOLDER, a folder holding {needed}")
+
+
+def require_examples(sizes: Dict[str, int], where: str, settings: Dict[str, str]) -> None:
+    """Each split in `sizes` must hold examples (an empty training split would leave fit waiting
+    forever for a batch); `settings[split]` says which setting to change."""
+    for split, n in sizes.items():
+        if n == 0:
+            raise DataError(f"{where}: the {split} split has no examples; change {settings[split]}")
+
+
+def _batched(arrays, batch_size, split):
+    epochs.check_batches(len(arrays[0]), batch_size, split=split, batch_setting="data.eval_batch_size")
     return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -58,12 +75,31 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
     if not config.name and not config.arff:
         raise DataError("a MULAN task needs data.name (files <name>.arff/.xml) or data.arff and data.xml")
     name = config.name or os.path.splitext(os.path.basename(config.arff))[0]
-    arff_path, xml_path = mulan.find_mulan_files(
-        resolve_data_dir(config), name, arff_path=config.arff or None, xml_path=config.xml or None)
-    data = mulan.load_mulan(arff_path, xml_path)
+    data_dir = resolve_data_dir(config)
+    given_files = bool(config.arff or config.xml)
+    shipped = mulan.find_shipped(name) if data_dir is None and not given_files else None
+    if shipped is not None:
+        # A first run needs no download; a folder or file the user names wins.
+        data = mulan.load_shipped_mulan(name, shipped)
+        arff_path, xml_path = (mulan.shipped_display_path(f) for f in mulan.shipped_files(shipped, name.lower()))
+        source = f"shipped copy {arff_path} + {xml_path} (MULAN)"
+        logging.info("data: shipped copy %s (MULAN)", arff_path)
+    elif data_dir is None and not given_files:
+        not_shipped = ("" if name.lower() not in mulan.SHIPPED_DATASETS else
+                       f" (the copy shipped with tfsp was not found in {', '.join(map(str, mulan.shipped_dirs(name)))})")
+        raise no_data_dir_error(name, f"{name}.arff and {name}.xml (directly, in mulan/{name}/ or in {name}/)"
+                                f"{not_shipped}. {mulan._obtain_hint(name)}")
+    else:
+        arff_path, xml_path = mulan.find_mulan_files(
+            data_dir, name, arff_path=config.arff or None, xml_path=config.xml or None)
+        data = mulan.load_mulan(arff_path, xml_path)
+        source = f"{arff_path} + {xml_path}"
     n = len(data.features)
     if config.split == "seeded":
         n_train = config.n_train or int(round(config.train_fraction * n))
+        if n_train > n:
+            raise DataError(f"{arff_path}: data.n_train={n_train} but the file has {n} examples; "
+                            f"--set data.n_train=N with 0 < N < {n}")
         train_idx, test_idx = mulan.seeded_split(n, n_train, config.split_seed)
         split = (f"perm = numpy.random.RandomState({config.split_seed}).permutation({n}); "
                  f"train = perm[:{n_train}], test = perm[{n_train}:]")
@@ -72,29 +108,36 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
     train_idx, val_idx = mulan.carve_validation(train_idx, config.validation_fraction, config.split_seed)
     split += (f"; validation = {len(val_idx)} of the train rows "
               f"(tfsp.data.mulan.carve_validation, fraction {config.validation_fraction}, seed {config.split_seed})")
+    require_examples(
+        {"train": len(train_idx), "test": len(test_idx),
+         **({"validation": len(val_idx)} if config.validation_fraction > 0 else {})}, str(arff_path),
+        {"train": f"data.n_train (--set data.n_train=N with 0 < N < {n}) or a smaller data.validation_fraction",
+         "test": f"data.n_train (--set data.n_train=N with N < {n}; the file has {n} examples)",
+         "validation": f"data.validation_fraction ({config.validation_fraction} of {len(train_idx) + len(val_idx)} "
+                       "train rows is none) to a larger one, or to 0 for no validation (--set data.validation_fraction=F)"})
     x, y = data.features, data.labels
     mean = std = None
     if config.standardize:
         mean = x[train_idx].mean(axis=0)
         std = x[train_idx].std(axis=0) + 1e-6
     spec = multilabel_spec(name, x.shape[1], y.shape[1], feature_mean=mean, feature_std=std)
-    validation = (_batched((x[val_idx], y[val_idx]), config.eval_batch_size)
+    validation = (_batched((x[val_idx], y[val_idx]), config.eval_batch_size, "validation")
                   if len(val_idx) else None)
     all_train = np.concatenate([train_idx, val_idx])
 
-    def shuffled(idx, first_epoch=None):
-        return epochs.shuffled_batches((x[idx], y[idx]), config.batch_size, seed, first_epoch)
+    def shuffled(idx, first_epoch=None, split_name="train"):
+        return epochs.shuffled_batches((x[idx], y[idx]), config.batch_size, seed, first_epoch, split=split_name)
 
     return TaskData(
         spec=spec,
         train=shuffled(train_idx),
         validation=validation,
-        test=_batched((x[test_idx], y[test_idx]), config.eval_batch_size),
-        train_and_validation=shuffled(all_train),
+        test=_batched((x[test_idx], y[test_idx]), config.eval_batch_size, "test"),
+        train_and_validation=shuffled(all_train, split_name="train and validation"),
         train_from_epoch=lambda k: shuffled(train_idx, k),
-        train_and_validation_from_epoch=lambda k: shuffled(all_train, k),
+        train_and_validation_from_epoch=lambda k: shuffled(all_train, k, "train and validation"),
         sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)},
-        split=split, source=f"{arff_path} + {xml_path}")
+        split=split, source=source)
 
 
 def build_horses(config: DataConfig, seed: int) -> TaskData:
@@ -103,11 +146,14 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
 
     data_dir = resolve_data_dir(config)
     if data_dir is None:
-        raise DataError("the horses task needs --data_dir (or $TFSP_DATA_DIR): a folder holding "
-                        "weizmann_horse_db/rgb/horseNNN.jpg and weizmann_horse_db/figure_ground/horseNNN.jpg")
+        raise no_data_dir_error("horses", "weizmann_horse_db/rgb/horseNNN.jpg and "
+                                "weizmann_horse_db/figure_ground/horseNNN.jpg; " + horses._LAYOUT_HELP)
     data = horses.load_horses(data_dir, size=config.image_size)
     sizes = tuple(config.split_sizes) if config.split_sizes else horses.HORSE_SPLIT_SIZES
-    split = horses.horse_split(len(data.names), seed=config.split_seed, sizes=sizes)
+    split = horses.horse_split(len(data.names), seed=config.split_seed, sizes=sizes, source=data.source)
+    change_sizes = f"data.split_sizes (--set data.split_sizes=[a,b,c]: train, validation, test; now {list(sizes)})"
+    require_examples({k: len(v) for k, v in split.items() if k != "validation" or sizes[1]}, data.source,
+                     dict.fromkeys(split, change_sizes))
     crop = config.crop_size or None
     spec = binary_segmentation_spec("horses", config.image_size, crop, config.crop_grid)
 
@@ -117,7 +163,7 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
         return segmentation_dataset(data.images[idx], data.labels[idx],
                                     config.batch_size if training else config.eval_batch_size,
                                     training=training, crop_size=crop, flip=config.flip and training,
-                                    seed=seed, first_epoch=first_epoch)
+                                    seed=seed, first_epoch=first_epoch, split=name.replace("_", " "))
 
     description = (f"perm = numpy.random.RandomState({config.split_seed}).permutation({len(data.names)}) over the "
                    f"horse files sorted by name; train = perm[:{sizes[0]}], validation = the next {sizes[1]}, "
@@ -175,20 +221,23 @@ def build_lfw(config: DataConfig, seed: int) -> TaskData:
 
     data_dir = resolve_data_dir(config)
     if data_dir is None:
-        raise DataError("the lfw task needs --data_dir (or $TFSP_DATA_DIR): the lfw_parts folder or "
-                        "a parent holding lfw_parts/; " + lfw._LAYOUT)
+        raise no_data_dir_error("lfw", "LFW Part Labels (the lfw_parts folder or a parent holding lfw_parts/); "
+                                + lfw._LAYOUT)
     size = config.image_size
     splits = {name: lfw.load_lfw_parts(data_dir, size=size, split=name, superpixels=name == "test")
               for name in lfw.SPLITS}
     crop = config.crop_size or None
     spec = multiclass_segmentation_spec("lfw", size, lfw.NUM_CLASSES, crop, config.crop_grid)
 
+    require_examples({s: len(d) for s, d in splits.items()}, splits["test"].source,
+                     {s: f"its split list {lfw._LIST_FILES[s]}" for s in splits})
+
     def pipeline(parts, training, first_epoch=None):
         images = np.concatenate([splits[p].images for p in parts])
         labels = np.concatenate([splits[p].labels for p in parts])
         return segmentation_dataset(images, labels, config.batch_size if training else config.eval_batch_size,
                                     training=training, crop_size=crop, flip=config.flip and training,
-                                    seed=seed, first_epoch=first_epoch)
+                                    seed=seed, first_epoch=first_epoch, split=" and ".join(parts))
 
     test = splits["test"]
     height, width = test.labels_full.shape[1:]

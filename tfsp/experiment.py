@@ -25,7 +25,8 @@ import tensorflow as tf
 from absl import logging
 
 from tfsp import crops, oracles, results, summaries
-from tfsp.config import ConfigError, ExperimentConfig, NetworkConfig, OptimizerConfig
+from tfsp.config import (LOCATION_FIELDS, ConfigError, ExperimentConfig, NetworkConfig, OptimizerConfig,
+                         assignments_for, config_differences, describe_differences, validate)
 from tfsp.datasets import TaskData, build_task_data
 from tfsp.methods import (DVN, LDRSP, SPEN, AdversarialConfig, FeedForward, ImplicitEnergy, InfNet,
                           StructuredModel)
@@ -508,9 +509,11 @@ def write_checkpoint_atomically(checkpoint: tf.train.Checkpoint, prefix) -> None
 
 
 def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel,
-                 step_curve_steps: int, git_rev: str, verbose=0) -> Dict[str, Any]:
+                 step_curve_steps: int, git_rev: str, verbose=0,
+                 command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Test metrics (final prediction and G alone) plus everything needed to reproduce them;
-    `verbose` as in Keras (progress bars at 1, one line at 2)."""
+    `verbose` as in Keras (progress bars at 1, one line at 2); `command`: results.portable_command's
+    record of the command (default: of sys.argv)."""
     eval_started = time.time()
     selected = crop_mode_selected = None
     if config.select_crop_mode and data.spec.crop_size and model.refines:
@@ -550,7 +553,7 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "data": data.source,
         "config": config.to_dict(),
         "git_rev": git_rev,
-        "command": results.command_line(sys.argv),
+        **(command or results.portable_command(sys.argv)),
         "eval_seconds": round(time.time() - eval_started, 2),
         "machine": results.machine(),
     })
@@ -623,23 +626,91 @@ def periodic_validation_data(config: ExperimentConfig, data: TaskData):
     return data.validation.unbatch().take(config.validation_images).batch(batch).cache()
 
 
+RESUME_MAY_CHANGE = LOCATION_FIELDS + ("select_refine_steps", "compare_crop_modes")
+"""Fields a rerun into a model dir holding trained weights may set otherwise than the run that
+trained them: where the data is, and what happens only after training (choosing the test-time
+step count, scoring the other crop mode). test_refine and crop_mode are not among them: they
+score the validation epochs that pick the kept weights and fill the history (re-test with other
+values with --mode=evaluate). epochs and final_epochs_on_all_training_data may change too, as
+long as the finished epochs keep their place in the schedule (see _check_schedule)."""
+EVALUATE_MAY_CHANGE = RESUME_MAY_CHANGE + ("test_refine", "crop_mode")
+"""Fields --mode=evaluate / probe / export may set otherwise than the run that trained the
+weights: test-time settings, which is what re-evaluating is for."""
+CONFIG_FILE = "config.json"
+
+
+def check_model_dir_config(config: ExperimentConfig, model_dir, may_differ) -> Optional[Dict[str, Any]]:
+    """Raises ConfigError naming the settings in which `config` differs from the one stored in
+    model_dir/config.json (fields in `may_differ` aside), so weights trained with one setting are
+    never recorded under another; returns the stored configuration (None if there is none)."""
+    path = Path(model_dir) / CONFIG_FILE
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read the configuration of the run in this model dir ({e})") from None
+    differences = config_differences(stored, config, may_differ)
+    if differences:
+        raise ConfigError(
+            f"{model_dir} holds a run trained with other settings: {describe_differences(differences, path.name)}. "
+            f"Use the stored configuration ({assignments_for(differences)}) or another --model_dir")
+    return stored
+
+
+def has_trained_weights(model_dir) -> bool:
+    """Whether model_dir holds weights a rerun would resume or evaluate (an epoch checkpoint or
+    the final weights); a model dir whose run stopped before its first epoch has none."""
+    return bool(tf.train.latest_checkpoint(str(Path(model_dir) / "checkpoints"))
+                or Path(str(Path(model_dir) / FINAL_WEIGHTS) + ".index").exists())
+
+
+def _check_schedule(stored: Optional[Dict[str, Any]], config: ExperimentConfig, model_dir, done: int) -> None:
+    """A resumed run may train for more (or fewer) epochs than the run it continues, as long as
+    every finished epoch keeps its place: within `epochs` (train split, model selection) or
+    after it (final_epochs_on_all_training_data, train ∪ validation), and none beyond the end."""
+    total = config.epochs + config.final_epochs_on_all_training_data
+    if done > total:
+        raise ConfigError(
+            f"{model_dir} has {done} finished epochs, more than this run's epochs + "
+            f"final_epochs_on_all_training_data = {total}: its record would understate the training. "
+            f"Rerun with --epochs={done} or more, or use another --model_dir")
+    trained_with = (stored or {}).get("epochs")
+    if trained_with is not None and min(done, trained_with) != min(done, config.epochs):
+        raise ConfigError(
+            f"{model_dir} has {done} finished epochs, {min(done, trained_with)} of them on the train split "
+            f"(epochs={trained_with}); with epochs={config.epochs} {min(done, config.epochs)} would be. "
+            f"Use --epochs={trained_with} or another --model_dir")
+
+
 def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
-        step_curve_steps: int = 0, verbose: int = 1, strategy: str = "default") -> Dict[str, Any]:
+        step_curve_steps: int = 0, verbose: int = 1, strategy: str = "default",
+        overwrite_results: bool = False, command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Trains and evaluates; writes TensorBoard logs, a checkpoint per epoch and the final
     (selected) weights under model_dir and, when results_path is given, the results JSON.
+
+    Nothing is written before the checks pass: valid values (config.validate), a results_path
+    that holds no other run's record (results.check_replaceable; `overwrite_results` replaces
+    it anyway), a model dir whose trained weights were made with this configuration (up to
+    RESUME_MAY_CHANGE) and whose checkpoint matches the model. `command`: the record of the
+    command line (results.portable_command; default: of sys.argv).
 
     strategy: see `make_strategy`. In multi-worker training only the chief writes into
     model_dir and results_path; the other workers write to temporary folders, deleted at
     the end (they still take part in every collective step, checkpoint saves included)."""
+    validate(config)
+    results.check_replaceable(results_path, config, model_dir, overwrite_results)
     distribution = make_strategy(strategy)  # first: multi-worker collectives need it before other ops
     chief = is_chief(distribution)
     own_dir = Path(model_dir) if chief else Path(tempfile.mkdtemp(prefix="tfsp-worker-"))
     try:
-        record = _train_and_evaluate(config, Path(model_dir), own_dir, distribution, step_curve_steps, verbose)
+        record = _train_and_evaluate(config, Path(model_dir), own_dir, distribution, step_curve_steps, verbose,
+                                     command)
     finally:
         if not chief:
             shutil.rmtree(own_dir, ignore_errors=True)
     record["strategy"] = {"name": strategy, "replicas": distribution.num_replicas_in_sync, "chief": chief}
+    record["model_dir"] = results.portable_path(model_dir)[0]  # results.check_replaceable: the run it continues
     if results_path and chief:
         results.write_json(results_path, record)
         logging.info("wrote %s", results_path)
@@ -647,12 +718,15 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
 
 
 def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path,
-                        strategy: tf.distribute.Strategy, step_curve_steps: int, verbose) -> Dict[str, Any]:
+                        strategy: tf.distribute.Strategy, step_curve_steps: int, verbose,
+                        command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """run() for one process; own_dir is model_dir for the chief, a temporary folder otherwise."""
     started = time.time()
     git_rev = results.git_revision()  # of the code that starts running, not of HEAD when it ends
-    own_dir.mkdir(parents=True, exist_ok=True)
-    results.write_json(own_dir / "config.json", config.to_dict())
+    stored = None
+    if has_trained_weights(model_dir):
+        stored = check_model_dir_config(config, model_dir, RESUME_MAY_CHANGE + (
+            "epochs", "final_epochs_on_all_training_data"))
     data, model = _setup(config, strategy)
     steps_per_epoch = int(data.train.cardinality().numpy())
     if config.updates:
@@ -663,8 +737,8 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
 
     monitor = "val_" + (config.select_on or data.spec.primary_metric)
     if config.select_on and config.select_on not in model.eval_trackers:
-        raise ValueError(f"select_on={config.select_on!r} is not a metric of {config.method}; "
-                         f"valid: {sorted(model.eval_trackers)}")
+        raise ConfigError(f"select_on={config.select_on!r} is not a metric of {config.method}; "
+                          f"valid: {sorted(model.eval_trackers)}")
     best = (BestWeights(model, monitor) if (config.select_best and data.validation is not None) else None)
     checkpoint = EpochCheckpoint(model_dir / "checkpoints", model,
                                  extra={"best_weights": best.state} if best is not None else None,
@@ -672,6 +746,10 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
                                  every=config.checkpoint_every,
                                  last_epoch=config.epochs + config.final_epochs_on_all_training_data)
     initial_epoch = checkpoint.restore_latest()
+    _check_schedule(stored, config, model_dir, initial_epoch)
+    # Only now, with the configuration and the checkpoint found to fit, is anything written.
+    own_dir.mkdir(parents=True, exist_ok=True)
+    results.write_json(own_dir / CONFIG_FILE, config.to_dict())
     nan_guard = StopOnNonFinite()
     # BestWeights before the checkpoint, so each epoch's checkpoint holds that epoch's selection.
     callbacks = [nan_guard] + ([best] if best is not None else []) + [
@@ -718,10 +796,11 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         raise TrainingDiverged(
             f"training stopped: a loss became non-finite at {nan_guard.failure}. The last good "
             f"checkpoint is intact: {checkpoint.manager.latest_checkpoint or '(none yet)'}. "
-            "Lower the learning rate or the refinement step size and rerun.")
+            "Lower the learning rate or the refinement step size and rerun with another --model_dir "
+            "(resuming this one with other settings would mix them in one record).")
     write_checkpoint_atomically(tf.train.Checkpoint(model=model), own_dir / FINAL_WEIGHTS)
 
-    record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose)
+    record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose, command=command)
     # Every epoch of the run, also those of earlier (interrupted) processes; run directories
     # from before the epoch log have no rows for their earlier epochs.
     train_seconds = checkpoint.train_seconds() if checkpoint.rows else train_seconds_this_process
@@ -742,7 +821,10 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
 
 
 def restore(config: ExperimentConfig, model_dir: str):
-    """(data, model) with the weights a finished run kept (falls back to the newest epoch checkpoint)."""
+    """(data, model) with the weights a finished run kept (falls back to the newest epoch checkpoint).
+    `config` must be the one that trained them, up to test-time settings (EVALUATE_MAY_CHANGE)."""
+    validate(config)
+    check_model_dir_config(config, model_dir, EVALUATE_MAY_CHANGE)
     data, model = _setup(config)
     final = Path(model_dir) / FINAL_WEIGHTS
     if Path(str(final) + ".index").exists():
@@ -797,27 +879,33 @@ def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[
     return {kind: {name: total / count for name, total in entry.items()} for kind, entry in sums.items()}
 
 
-def probe_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None) -> Dict[str, Any]:
+def probe_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
+                overwrite_results: bool = False, command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """--mode=probe: probe_value_network on the validation split (the test split if there is
-    none) with the weights a run left in model_dir; written to results_path if given."""
+    none) with the weights a run left in model_dir; written to results_path if given
+    (overwrite_results and command as in `run`)."""
+    results.check_replaceable(results_path, config, overwrite=overwrite_results)
     git_rev = results.git_revision()
     data, model = restore(config, model_dir)
     split = "validation" if data.validation is not None else "test"
     record = {"task": config.task, "method": config.method,
               "probe": probe_value_network(model, getattr(data, split), seed=config.seed),
               "split": split, "probed_from": str(model_dir), "seed": config.seed, "config": config.to_dict(),
-              "git_rev": git_rev, "command": results.command_line(sys.argv), "machine": results.machine()}
+              "git_rev": git_rev, **(command or results.portable_command(sys.argv)), "machine": results.machine()}
     if results_path:
         results.write_json(results_path, record)
     return record
 
 
 def evaluate_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
-                   step_curve_steps: int = 0, verbose=0) -> Dict[str, Any]:
-    """Re-evaluates trained weights, e.g. with other refinement settings (--mode=evaluate)."""
+                   step_curve_steps: int = 0, verbose=0, overwrite_results: bool = False,
+                   command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Re-evaluates trained weights, e.g. with other refinement settings (--mode=evaluate);
+    overwrite_results and command as in `run`."""
+    results.check_replaceable(results_path, config, overwrite=overwrite_results)
     git_rev = results.git_revision()
     data, model = restore(config, model_dir)
-    record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose)
+    record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose, command=command)
     record["evaluated_from"] = str(model_dir)
     if results_path:
         results.write_json(results_path, record)

@@ -18,6 +18,12 @@ Signatures (named inputs and outputs, see `saved_model_cli show --dir DIR/1 --al
   dtype switch, because a signature has one dtype per input and clients (TF Serving's REST
   API, saved_model_cli) pick signatures by name.
 
+Inputs are checked in the graph: a wrong shape (or rank), a NaN or infinite value, or a float
+image value outside [0, 1] fails with an InvalidArgumentError such as "tfsp serving: `inputs`
+must be a float32 tensor of shape [batch, 1836] with finite values; got shape [5]"; a wrong
+dtype is refused by the signature itself. An empty batch ([0, ...]) is served: every output
+then has an empty batch.
+
 Outputs: ``prediction`` (the refined relaxed output: label probabilities, or per-pixel
 foreground / class probabilities), ``labels`` (binarized at 0.5, or one-hot arg-max per
 pixel, as the metrics score them), ``value`` (the value network's score of ``prediction``,
@@ -42,22 +48,46 @@ from typing import Dict
 
 import tensorflow as tf
 
-from tfsp import oracles
+from tfsp import oracles, results
 from tfsp.methods.base import StructuredModel
 
 SERVING_DEFAULT = "serving_default"
 SERVING_UINT8 = "serving_uint8"
 
 
-def _check_shape(x: tf.Tensor, spec: tf.TensorSpec) -> tf.Tensor:
-    """A wrong per-example shape fails with a message naming the expected shape. The
-    restored tf.function rejects it before running; signatures (what TF Serving and
-    `loaded.signatures[...]` call) accept any shape of the right rank, so check in the graph."""
+def _checked_input(x: tf.Tensor, spec: tf.TensorSpec, unit_range: bool = False) -> tf.Tensor:
+    """x, once the graph has checked it is what the signature serves: [batch, *per-example
+    shape] and, for float inputs, finite values (in [0, 1] with `unit_range`: float images).
+    Otherwise the call fails with an InvalidArgumentError naming the expected input and what
+    it got. A signature call (what TF Serving and `loaded.signatures[...]` run) passes tensors
+    of any shape, even of another rank, through to the graph; the restored tf.function
+    (`loaded.serve`) rejects them before running."""
     dims = spec.shape.as_list()[1:]
-    check = tf.debugging.assert_equal(
-        tf.shape(x)[1:], tf.constant(dims, tf.int32),
-        message=f"input `{spec.name}` must be {spec.dtype.name} of shape [batch, {', '.join(map(str, dims))}]")
-    with tf.control_dependencies([check]):  # before any op that would fail less clearly
+    expected = (f"tfsp serving: `{spec.name}` must be a {spec.dtype.name} tensor of shape "
+                f"[batch, {', '.join(map(str, dims))}]")
+    if spec.dtype.is_floating:
+        expected += " with finite values" + (" in [0, 1]" if unit_range else "")
+    # Matched as text: tf.rank(x) and the like are computed from the signature's static rank,
+    # which the call does not enforce, so a rank-1 input would pass them.
+    shape = tf.strings.reduce_join(tf.strings.as_string(tf.shape(x)), separator=", ")
+    shape_check = tf.debugging.Assert(
+        tf.strings.regex_full_match(shape, r"\d+" + "".join(f", {d}" for d in dims)),
+        [tf.strings.join([expected, "; got shape [", shape, "]"])])
+    checks = [shape_check]
+    if spec.dtype.is_floating:
+        valid = tf.math.is_finite(x)
+        if unit_range:
+            valid &= (x >= 0.0) & (x <= 1.0)
+        with tf.control_dependencies([shape_check]):  # the axes below assume the checked rank
+            valid_examples = tf.reduce_all(valid, axis=list(range(1, len(dims) + 1)))
+        got = "a value outside [0, 1] or not finite" if unit_range else "a NaN or infinite value"
+        hint = " (images in 0..255 go to the serving_uint8 signature, as uint8)" if unit_range else ""
+        # The first invalid example; the appended "invalid" keeps argmin defined for an empty batch.
+        first_bad = tf.argmin(tf.concat([tf.cast(valid_examples, tf.int32), [0]], 0))
+        checks.append(tf.debugging.Assert(
+            tf.reduce_all(valid_examples),
+            [tf.strings.join([expected, f"; got {got} in example ", tf.strings.as_string(first_bad), hint])]))
+    with tf.control_dependencies(checks):  # before any op that would fail less clearly
         return tf.identity(x)
 
 
@@ -79,10 +109,14 @@ class ServingModule(tf.Module):
             self.serve_uint8 = tf.function(self._serve_uint8, input_signature=[self.uint8_spec])
 
     def _outputs(self, inputs) -> Dict[str, tf.Tensor]:
-        inputs = _check_shape(inputs, self.input_spec)
+        """The signature's outputs for checked float32 inputs [batch, *input_shape]. An empty
+        batch gives outputs with an empty batch: inference then runs on one zero input (the
+        crop grid's reshapes need an example) whose outputs are dropped."""
         spec = self.spec
-        outputs = self._infer(inputs)
-        result = {"prediction": tf.identity(outputs["y"], name="prediction"),
+        size = tf.shape(inputs)[0]
+        runnable = tf.cond(size > 0, lambda: inputs, lambda: tf.zeros([1, *spec.input_shape]))
+        outputs = self._infer(runnable)
+        result = {"prediction": outputs["y"],
                   "labels": oracles.binarize(outputs["y"], spec.multiclass)}
         if "value" in outputs:
             result["value"] = outputs["value"]
@@ -90,13 +124,13 @@ class ServingModule(tf.Module):
                 result["prediction_inference_net"] = outputs["y_inference_net"]
         if spec.multiclass and len(spec.output_shape) > 1:
             result["class_ids"] = tf.argmax(outputs["y"], axis=-1, output_type=tf.int32)
-        return result
+        return {name: tf.identity(value[:size], name=name) for name, value in result.items()}
 
     def _serve(self, inputs):
-        return self._outputs(inputs)
+        return self._outputs(_checked_input(inputs, self.input_spec, unit_range=self.is_image))
 
     def _serve_uint8(self, images):
-        images = _check_shape(images, self.uint8_spec)
+        images = _checked_input(images, self.uint8_spec)
         return self._outputs(tf.cast(images, tf.float32) / 255.0)
 
     def signatures(self):
@@ -123,6 +157,8 @@ def export_saved_model(model: StructuredModel, export_dir) -> Path:
     # A hidden name TF Serving ignores (it loads only integer-named folders).
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=export_dir))
     try:
+        # mkdtemp's 0700 would keep a serving process of another user out of the version folder.
+        os.chmod(tmp, results.default_mode(directory=True))
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         while True:
             target = export_dir / str(next_version(export_dir))

@@ -56,6 +56,10 @@ def render_grid(runs, output, steps=(0, 5, 10, 30), examples: int = 6, data_dir=
     from tfsp.summaries import colour
 
     steps = [int(s) for s in steps]
+    labels = [label for label, _ in runs]
+    # Runs given the same label (e.g. two DVN variants) are told apart by their folder's name.
+    runs = [(f"{label} ({Path(model_dir).name})" if labels.count(label) > 1 else label, model_dir)
+            for label, model_dir in runs]
     columns, titles = [], []
     images = truths = None
     for i, (label, model_dir) in enumerate(runs):

@@ -2,14 +2,16 @@
 
 Trains the method on the task with the task file's hyper-parameters (tasks/<task>.json),
 evaluates on the test split, and writes TensorBoard logs and checkpoints under
---model_dir and results/<task>-<method>.json under --results_dir. Rerunning the
-same command resumes from the last finished epoch.
+--model_dir and results/<task>-<method>[-seed<N>].json under --results_dir. Rerunning the
+same command resumes from the last finished epoch; rerunning it with other settings, or into
+a results file of another run, is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 # TensorFlow's C++ start-up chatter hides the launcher's own output; TF_CPP_MIN_LOG_LEVEL=0 restores it.
@@ -33,9 +35,16 @@ flags.DEFINE_string("method", None, "Method; default: the task's default_method.
 flags.DEFINE_string("data_dir", None, "Folder with the dataset files (default: $TFSP_DATA_DIR).")
 flags.DEFINE_string("arff", None, "--task=mlc: path of the MULAN .arff file.")
 flags.DEFINE_string("xml", None, "--task=mlc: path of the MULAN label .xml file.")
-flags.DEFINE_string("model_dir", None, "Where TensorBoard logs and checkpoints go (default: runs/<task>-<method>).")
-flags.DEFINE_string("results_dir", "results", "Where <task>-<method>[<suffix>].json is written.")
-flags.DEFINE_string("results_suffix", "", "Appended to the results file name, e.g. -seed1.")
+flags.DEFINE_string("model_dir", None, "Where TensorBoard logs and checkpoints go (default: runs/<results file name>).")
+flags.DEFINE_string("results_dir", "results", "Where <task>-<method>[-<loss>][-seed<N>][<suffix>].json is written "
+                    "(empty: no results file). Seed 0 has no -seed part, so the committed results/*.json keep "
+                    "their names and the commands they record rewrite them; the -seed part is left out "
+                    "when --results_suffix already names the seed (e.g. --seed=1 --results_suffix=-seed1).")
+flags.DEFINE_string("results_suffix", "", "Appended to the results file name, e.g. -lr3e-4.")
+flags.DEFINE_bool("overwrite_results", False, "Replace a results file that holds the record of another run "
+                  "(other settings, or no configuration). Without it such a run stops before training, "
+                  "naming the differences; the record of the same run (same settings, or its model dir "
+                  "resumed with more epochs) is always replaced.")
 flags.DEFINE_integer("epochs", None, "Training epochs.")
 flags.DEFINE_integer("batch_size", None, "Training batch size.")
 flags.DEFINE_float("learning_rate", None, "Learning rate of every optimizer of the method.")
@@ -95,23 +104,39 @@ def overrides_from_flags():
     return deep_update(overrides, parse_assignments(FLAGS.set))
 
 
+def results_name(config, suffix: str = "") -> str:
+    """<task>-<method>[-<loss>][-seed<N>]<suffix>: runs of different seeds get different results
+    files (and default model dirs); seed 0 is unmarked, as in the committed results/*.json, and
+    a suffix that already names the seed (-seed1) is not marked twice."""
+    loss = f"-{config.primary_loss}" if (config.algorithm or config.method) == "implicit" else ""
+    seed = f"-seed{config.seed}" if config.seed and not re.search(rf"-seed{config.seed}(?!\d)", suffix) else ""
+    return f"{config.task}-{config.method}{loss}{seed}{suffix}"
+
+
+def fail(message, status: int) -> int:
+    """The launcher's errors: one line on stderr, without the usage text; status 2 for a usage
+    error (flags, settings, a model dir or results file of another run), 1 for the others."""
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        return fail(f"unexpected arguments: {argv[1:]}", 2)
     from tfsp import config as config_lib
 
     if not FLAGS.task:
-        raise app.UsageError(f"--task is required; valid tasks: {config_lib.available_tasks()}")
+        return fail(f"--task is required; valid tasks: {config_lib.available_tasks()}", 2)
     try:
-        config = config_lib.resolve(FLAGS.task, FLAGS.method, overrides_from_flags())
+        # Validated before anything is written, so a bad value costs nothing.
+        config = config_lib.validate(config_lib.resolve(FLAGS.task, FLAGS.method, overrides_from_flags()))
     except config_lib.ConfigError as e:
-        raise app.UsageError(str(e))
+        return fail(e, 2)
 
-    from tfsp import experiment
+    from tfsp import experiment, results
     from tfsp.data.errors import DataError
 
-    loss = f"-{config.primary_loss}" if (config.algorithm or config.method) == "implicit" else ""
-    name = f"{config.task}-{config.method}{loss}{FLAGS.results_suffix}"
+    name = results_name(config, FLAGS.results_suffix)
     model_dir = FLAGS.model_dir or f"runs/{name}"
     results_path = f"{FLAGS.results_dir}/{name}.json" if FLAGS.results_dir else None
     verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
@@ -119,30 +144,40 @@ def main(argv):
 
     set_progress_verbosity(verbose)  # dataset preparation; fit/evaluate take `verbose` directly
     if FLAGS.mode == "export":
-        return export_saved(config, model_dir)
+        return _export(config, model_dir)
     if FLAGS.mode in ("probe", "check") and results_path:
         results_path = results_path[:-len(".json")] + f"-{FLAGS.mode}.json"
+    # Written as run from the repository root, with the default paths (relative to the working
+    # directory) spelled out when that is elsewhere.
+    command = results.portable_command(sys.argv, implied={"model_dir": model_dir, "results_dir": FLAGS.results_dir})
+    if results_path:
+        revision = results.git_revision()
+        if revision.endswith("-dirty"):
+            print("warning: the working tree has uncommitted changes; the results will record git revision "
+                  f"{revision}", flush=True)
+    recording = dict(overwrite_results=FLAGS.overwrite_results, command=command)
     try:
         if FLAGS.mode == "train":
             record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
-                                    verbose=verbose, strategy=FLAGS.strategy)
+                                    verbose=verbose, strategy=FLAGS.strategy, **recording)
         elif FLAGS.mode == "probe":
-            record = experiment.probe_saved(config, model_dir, results_path)
+            record = experiment.probe_saved(config, model_dir, results_path, **recording)
         elif FLAGS.mode == "check":
             from tfsp import value_check
 
-            record = value_check.check_saved(config, results_path, updates=FLAGS.check_updates)
+            record = value_check.check_saved(config, results_path, updates=FLAGS.check_updates,
+                                             **recording)
             print(json.dumps(record["check"], indent=1))
             if results_path:
                 print(f"results: {results_path}")
             return 0
         else:
             record = experiment.evaluate_saved(config, model_dir, results_path,
-                                               step_curve_steps=FLAGS.step_curve, verbose=verbose)
-    except (DataError, experiment.TrainingDiverged, FileNotFoundError, config_lib.ConfigError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+                                               step_curve_steps=FLAGS.step_curve, verbose=verbose, **recording)
+    except config_lib.ConfigError as e:  # CheckpointMismatch included
+        return fail(e, 2)
+    except (DataError, experiment.TrainingDiverged, FileNotFoundError) as e:
+        return fail(e, 1)
     if FLAGS.mode == "probe":
         for kind, entry in record["probe"].items():
             print(f"{kind:28s} value {entry['value']:9.4f}   oracle {entry['oracle']:.4f}")
@@ -155,8 +190,18 @@ def main(argv):
     if results_path and record.get("strategy", {}).get("chief", True):
         print(f"results: {results_path}")
     if FLAGS.export_dir:
-        return export_saved(config, model_dir)
+        return _export(config, model_dir)
     return 0
+
+
+def _export(config, model_dir) -> int:
+    """export_saved, with a model dir trained with other settings (experiment.restore) reported as main's errors are."""
+    from tfsp.config import ConfigError
+
+    try:
+        return export_saved(config, model_dir)
+    except ConfigError as e:
+        return fail(e, 2)
 
 
 def export_saved(config, model_dir) -> int:

@@ -1,10 +1,18 @@
-"""Renders committed results: a Markdown table (optionally into README) and PNG figures.
+"""Renders committed results: Markdown tables (optionally into README) and PNG figures.
 
-    python -m tfsp.report --results_dir=results --readme=README.md [--qualitative]
+    python -m tfsp.report --results_dir=results --output_dir=results --readme=README.md [--qualitative]
 
-The table is built only from `results/*.json`, each row with the command that wrote
-it, so no number in the README is typed by hand; it is printed and written to
-`results/results.md`. Figures (matplotlib, Agg), all in the results folder:
+The tables are built only from `results/*.json`, each row linking the files it averages and
+each file listed with the command that wrote it, so no measured number in the README is typed
+by hand; the page is printed and written to `<output_dir>/results.md` (links relative to
+output_dir; in the README, relative to the README):
+  * per task, one row per method of `tasks/<task>.json`: the records of the configuration
+    `tfsp.config.resolve(task, method)` selects (IGNORED_FIELDS aside), mean ± sample std over
+    seeds, beside the task file's published figures, typed once with their source:
+        "published": {"dvn": {"mean_iou": 84.1, "source": "..."}, "ldrsp": [{...}, {...}]}
+    (metric names as in the results' "metrics"; "inference_net_<metric>" for G alone);
+  * explorations: every other configuration, by the settings that differ from that default.
+Figures (matplotlib, Agg), all in output_dir, each curve labelled by its results file:
   * curves-<task>.png: training loss terms and the validation metric per epoch ("history");
   * step_curves.png: the metric after each refinement step ("step_curve");
   * qualitative-<task>.png (--qualitative): test images, truth, each method's prediction and the
@@ -19,15 +27,18 @@ import glob
 import json
 import os
 import statistics
+import sys
 from collections import defaultdict
 from typing import Dict, List
 
 from absl import app, flags
 
-from tfsp.results import atomic_write_text
+from tfsp.results import atomic_write_text, command_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("results_dir", "results", "Folder of results/*.json.")
+flags.DEFINE_string("output_dir", None, "Folder the page (results.md) and the figures are written to "
+                    "(default: --results_dir); its links are relative to it.")
 flags.DEFINE_string("readme", None, "If set, replace the block between the results markers in this file.")
 flags.DEFINE_bool("figures", True, "Write PNG figures beside the results.")
 flags.DEFINE_bool("qualitative", False, "Also draw qualitative grids of the segmentation tasks from the "
@@ -43,15 +54,9 @@ def load_results(results_dir: str) -> List[Dict]:
         with open(path) as f:
             record = json.load(f)
         if "task" in record and "method" in record and "metrics" in record:
-            record["_file"] = os.path.relpath(path)
+            record["_path"] = os.path.abspath(path)
             records.append(record)
     return records
-
-
-def _fmt(values: List[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,57 +99,238 @@ def _config_defaults() -> Dict:
     return _flatten(ExperimentConfig().to_dict(), whole=_map_fields())
 
 
-def _signature(record: Dict):
-    """The run's configuration without the seed and the data's location (the rows' grouping
-    key), hashable. Fields a file lacks (added to the code after it was written) count at
-    their defaults, i.e. as the code behaved before they existed."""
-    flat = {**_config_defaults(), **_flatten(record.get("config", {}), whole=_map_fields())}
-    flat.pop("seed", None)
-    flat.pop("data.data_dir", None)
-    flat.pop("compare_crop_modes", None)  # an extra evaluation pass; the metrics do not depend on it
+# Config fields that do not change what a run trains or measures: where the data was read
+# from and the test batch size, the seed (rows average over seeds), and an extra evaluation
+# pass whose metrics are kept apart (metrics_by_crop_mode).
+IGNORED_FIELDS = ("seed", "data.data_dir", "data.arff", "data.xml", "data.eval_batch_size", "compare_crop_modes")
+
+
+def _signature(config: Dict):
+    """A run's configuration without IGNORED_FIELDS (the rows' grouping key), hashable. Fields
+    a file lacks (added to the code after it was written) count at their defaults, i.e. as
+    the code behaved before they existed; fields the code no longer has are no settings."""
+    defaults = _config_defaults()
+    flat = {**defaults, **{k: v for k, v in _flatten(config, whole=_map_fields()).items() if k in defaults}}
+    for field in IGNORED_FIELDS:
+        flat.pop(field, None)
     return tuple(sorted((k, json.dumps(_canonical(v), sort_keys=True)) for k, v in flat.items()))
 
 
-def results_table(records: List[Dict]) -> str:
-    """One row per (task, method, variant, configuration): mean ± sd over seeds when several files share it."""
-    groups = defaultdict(list)
-    for r in records:
-        groups[(r["task"], r["method"], r.get("variant", ""), _signature(r))].append(r)
-    # Rows of one method and variant whose configurations differ say how (e.g. "epochs=25").
-    siblings = defaultdict(list)
-    for key in groups:
-        siblings[key[:3]].append(dict(key[3]))
-    lines = ["| task | method | metric | refined / final | inference net alone | train s | seeds | files |",
-             "|---|---|---|---|---|---|---|---|"]
-    for (task, method, variant, signature), group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        others = siblings[(task, method, variant)]
-        if len(others) > 1:
-            # The signatures hold the same fields (every config field, defaults filled in).
-            differing = sorted(k for k in others[0] if len({o[k] for o in others}) > 1
-                               and k != "select_refine_steps")  # named below with the steps chosen
-            settings = dict(signature)
-            variant = ", ".join([variant] * bool(variant) + [f"{k}={settings.get(k)}" for k in differing])
-        if group[0].get("config", {}).get("select_refine_steps"):
-            chosen = sorted({g["refine_steps_selected"]["chosen"] for g in group if "refine_steps_selected" in g})
-            variant = ", ".join([variant] * bool(variant) + [f"refinement steps chosen on validation: {chosen}"])
-        for metric in group[0]["metrics"]:
-            final = [g["metrics"][metric] for g in group]
-            alone = [g["metrics_inference_net"][metric] for g in group if "metrics_inference_net" in g]
-            # Records of --mode=evaluate carry no training time.
-            seconds = [g["train_seconds"] for g in group if "train_seconds" in g]
-            lines.append(
-                f"| {task} | {method}{(' ' + variant) if variant else ''} | {metric} | {_fmt(final)} | "
-                f"{_fmt(alone) if alone else '–'} | "
-                f"{f'{statistics.mean(seconds):.0f}' if seconds else '–'} | "
-                f"{', '.join(str(g['seed']) for g in group)} | "
-                f"{', '.join('`' + g['_file'] + '`' for g in group)} |")
-    commands = ["", "Commands that wrote them:", ""]
-    for r in records:
+def _default_signature(task: str, method: str):
+    """The signature of the configuration tasks/<task>.json selects for `method`, or None when
+    there is no such task file or method."""
+    from tfsp import config as config_lib
+
+    try:
+        return _signature(config_lib.resolve(task, method).to_dict())
+    except config_lib.ConfigError:
+        return None
+
+
+def _task_file(task: str):
+    """tasks/<task>.json's content, or None."""
+    from tfsp import config as config_lib
+
+    try:
+        return config_lib.load_task(task)
+    except config_lib.ConfigError:
+        return None
+
+
+def published_of(content: Dict, method: str) -> List[Dict]:
+    """The task file's published figures for `method`: a list of {metric: value, ...,
+    "source": ...}; metric names as in the results' "metrics", "inference_net_<metric>" for
+    the inference network alone."""
+    from tfsp.config import ConfigError
+
+    entries = (content.get("published") or {}).get(method, [])
+    entries = [entries] if isinstance(entries, dict) else entries
+    for entry in entries:
+        figures = [v for k, v in entry.items() if k != "source"] if isinstance(entry, dict) else []
+        if not figures or not entry.get("source") or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in figures):
+            raise ConfigError(f"{content['_path']}: published.{method}: each entry needs a \"source\" "
+                              f"and numeric metric values, got {entry!r}")
+    return entries
+
+
+def _setting(value: str) -> str:
+    """A canonical JSON value as written in a settings list: strings bare (unless empty)."""
+    parsed = json.loads(value)
+    return parsed if isinstance(parsed, str) and parsed else value
+
+
+def _mean_std(values: List[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _metric_values(group: List[Dict], metric: str) -> List[float]:
+    """The group's test values of `metric`; "inference_net_<metric>": of the inference network alone."""
+    prefix = "inference_net_"
+    if metric.startswith(prefix):
+        return [g["metrics_inference_net"][metric[len(prefix):]] for g in group
+                if metric[len(prefix):] in g.get("metrics_inference_net", {})]
+    return [g["metrics"][metric] for g in group if metric in g["metrics"]]
+
+
+def _by_metric(entry: Dict, cell) -> str:
+    """A published entry's figures as "mean_iou <cell(metric, value)>, G alone <...>", one
+    metric after another; cell(metric, published value) renders one figure."""
+    prefix = "inference_net_"
+    parts = []
+    for metric in dict.fromkeys(k[len(prefix):] if k.startswith(prefix) else k for k in entry if k != "source"):
+        figures = [cell(k, entry[k]) for k in (metric, prefix + metric) if k in entry]
+        labels = [""] * (metric in entry) + ["G alone "] * (prefix + metric in entry)
+        parts.append(f"{metric} " + ", ".join(label + figure for label, figure in zip(labels, figures)))
+    return "; ".join(parts)
+
+
+def _link(record: Dict, page_dir: str) -> str:
+    return f"[{os.path.basename(record['_path'])}]({_relative(record['_path'], page_dir)})"
+
+
+def _relative(path: str, page_dir: str) -> str:
+    """`path` as a link from a page in page_dir (Markdown wants forward slashes)."""
+    return os.path.relpath(path, page_dir).replace(os.sep, "/")
+
+
+def _seeds(group: List[Dict]) -> str:
+    return f"{len(group)}: {', '.join(str(g.get('seed', '?')) for g in group)}"
+
+
+def _train_seconds(group: List[Dict]) -> str:
+    seconds = [g["train_seconds"] for g in group if "train_seconds" in g]  # none for --mode=evaluate
+    return f"{statistics.mean(seconds):.0f}" if seconds else "–"
+
+
+def _chosen_steps(group: List[Dict]) -> str:
+    chosen = sorted({g["refine_steps_selected"]["chosen"] for g in group if "refine_steps_selected" in g})
+    return f" (steps chosen: {chosen})" if chosen else ""
+
+
+class _Groups:
+    """Records grouped by (task, method, configuration), and each task file's default
+    configuration of each method (resolved once)."""
+
+    def __init__(self, records: List[Dict]):
+        self.groups = defaultdict(list)
+        for r in sorted(records, key=lambda r: (r.get("seed", 0), r["_path"])):
+            config = {"task": r["task"], "method": r["method"], **r.get("config", {})}
+            self.groups[(r["task"], r["method"], _signature(config))].append(r)
+        self.tasks = {task: _task_file(task) for task in sorted({r["task"] for r in records})}
+        self.defaults = {(t, m): _default_signature(t, m)
+                         for t, m in {(r["task"], r["method"]) for r in records}
+                         | {(t, m) for t, c in self.tasks.items() if c for m in c.get("methods", {})}}
+        # Metric columns in the order the task's files first name them.
+        self.metrics = defaultdict(list)
+        for r in sorted(records, key=lambda r: r["_path"]):
+            self.metrics[r["task"]] += [m for m in r["metrics"] if m not in self.metrics[r["task"]]]
+
+    def methods(self, task: str) -> List[str]:
+        """The task file's methods in its order, then methods only results name."""
+        listed = list((self.tasks.get(task) or {}).get("methods", {}))
+        return listed + sorted({m for t, m, _ in self.groups if t == task} - set(listed))
+
+    def default_group(self, task: str, method: str) -> List[Dict]:
+        default = self.defaults.get((task, method))
+        return self.groups.get((task, method, default), []) if default else []
+
+    def explorations(self) -> List:
+        order = {(t, m): i for i, (t, m) in enumerate((t, m) for t in self.tasks for m in self.methods(t))}
+        rows = [(key, group) for key, group in self.groups.items()
+                if key[2] != self.defaults.get(key[:2])]
+        return sorted(rows, key=lambda kv: (order[kv[0][:2]], self.differing(*kv[0])))
+
+    def differing(self, task: str, method: str, signature) -> str:
+        """The settings of `signature` that differ from the task file's default, as k=v."""
+        default = dict(self.defaults.get((task, method)) or
+                       _signature({"task": task, "method": method}))  # no task file: the code's defaults
+        # Signatures hold the same fields (every config field, defaults filled in).
+        return ", ".join(f"{k}={_setting(v)}" for k, v in signature if v != default[k])
+
+
+def headline_tables(records: List[Dict], page_dir: str = ".", groups: "_Groups" = None) -> str:
+    """Per task, one row per method of tasks/<task>.json: its default configuration's results
+    (mean ± sample std over seeds), the published figures and the difference."""
+    groups = groups or _Groups(records)
+    blocks = []
+    for task, content in groups.tasks.items():
+        if content is None:
+            continue  # no task file, so no default configuration: all its rows are explorations
+        metrics = groups.metrics[task]
+        alone = [m for m in metrics
+                 if any(_metric_values(groups.default_group(task, method), "inference_net_" + m)
+                        for method in groups.methods(task))]
+        header = ["method", *metrics, *(f"{m}, G alone" for m in alone), "published",
+                  "result − published", "n: seeds", "train s", "records"]
+        lines = [f"**{task}** (`tasks/{task}.json`)", "", "| " + " | ".join(header) + " |",
+                 "|" + "---|" * len(header)]
+        for method in groups.methods(task):
+            group = groups.default_group(task, method)
+            published = published_of(content, method)
+            shown = [_by_metric(e, lambda k, v: f"{v:g}") + f" ({e['source']})" for e in published]
+            if not group:
+                others = sum(1 for (t, m, _) in groups.groups if (t, m) == (task, method))
+                note = "no run of the default configuration" + (
+                    f" ({others} other configuration{'s' * (others > 1)} under Explorations)" if others else "")
+                cells = [method, note, *[""] * (len(metrics) + len(alone) - 1),
+                         "<br>".join(shown) or "–", "–", "–", "–", "–"]
+            else:
+                def difference(metric, published_value):
+                    values = _metric_values(group, metric)
+                    return f"{statistics.mean(values) - published_value:+.2f}" if values else "not measured"
+
+                differences = [_by_metric(e, difference) for e in published]
+                cells = [method + _chosen_steps(group),
+                         *(_mean_std(v) if (v := _metric_values(group, m)) else "–" for m in metrics),
+                         *(_mean_std(v) if (v := _metric_values(group, "inference_net_" + m)) else "–"
+                           for m in alone),
+                         "<br>".join(shown) or "–", "<br>".join(differences) or "–",
+                         _seeds(group), _train_seconds(group), ", ".join(_link(g, page_dir) for g in group)]
+            lines.append("| " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def explorations_table(records: List[Dict], page_dir: str = ".", groups: "_Groups" = None) -> str:
+    """Every configuration other than a task file's default: the settings that differ from
+    it, its results and seeds."""
+    groups = groups or _Groups(records)
+    lines = ["| task | method | settings that differ from the task file's default | results | G alone | "
+             "n: seeds | train s | records |", "|---|---|---|---|---|---|---|---|"]
+    for (task, method, signature), group in groups.explorations():
+        metrics = [m for m in groups.metrics[task] if _metric_values(group, m)]
+        alone = [m for m in metrics if _metric_values(group, "inference_net_" + m)]
+        lines.append(
+            f"| {task} | {method} | {groups.differing(task, method, signature)}{_chosen_steps(group)} | "
+            + "; ".join(f"{m} {_mean_std(_metric_values(group, m))}" for m in metrics) + " | "
+            + ("; ".join(f"{m} {_mean_std(_metric_values(group, 'inference_net_' + m))}" for m in alone) or "–")
+            + f" | {_seeds(group)} | {_train_seconds(group)} | {', '.join(_link(g, page_dir) for g in group)} |")
+    return "\n".join(lines)
+
+
+def results_table(records: List[Dict], page_dir: str = ".") -> str:
+    """The headline tables (task files' default configurations beside the published figures),
+    the explorations table and the commands that wrote every record."""
+    groups = _Groups(records)
+    text = ["### Default configurations", "",
+            "One row per method of each task file: the runs of the configuration "
+            "`tfsp.config.resolve(task, method)` selects (seed, data location and extra evaluation "
+            "passes aside), mean ± sample standard deviation over seeds; \"G alone\" is the inference "
+            "network without refinement. Published figures are typed once, with their source, in the "
+            "task file's `published` section; a difference is shown only for a measure the runs report.",
+            "", headline_tables(records, page_dir, groups), "", "### Explorations", "",
+            "Every other configuration, by the settings in which it differs from its task file's default.",
+            "", explorations_table(records, page_dir, groups), "",
+            "<details><summary>Commands that wrote them</summary>", ""]
+    for r in sorted(records, key=lambda r: r["_path"]):
         command = r.get("command", "?").replace("'python -m tfsp.launch'", "python -m tfsp.launch").split(" ", 1)
         if command[0].endswith(("tfsp/launch.py", "tfsp/report.py")):  # results written before command_line()
             command[0] = "python -m tfsp." + os.path.basename(command[0])[:-3]
-        commands.append(f"- `{r['_file']}`: `{' '.join(command)}` (git {r.get('git_rev', '?')[:12]})")
-    return "\n".join(lines + commands)
+        text.append(f"- `{_relative(r['_path'], page_dir)}`: `{' '.join(command)}` (git {r.get('git_rev', '?')[:12]})")
+    return "\n".join(text + ["", "</details>"])
 
 
 def benchmark_table(results_dir: str) -> str:
@@ -217,7 +403,19 @@ def epoch_benchmark_table(results_dir: str) -> str:
     return "\n".join(lines)
 
 
-def step_curve_figure(records: List[Dict], path: str) -> bool:
+def _stem(record: Dict) -> str:
+    """The results file's name without .json: what tells a record's curves apart in a legend."""
+    return os.path.splitext(os.path.basename(record["_path"]))[0]
+
+
+def _curve_label(record: Dict, defaults=frozenset()) -> str:
+    """`defaults`: paths of the records of their task file's default configuration."""
+    return _stem(record) + (" (task default)" if record["_path"] in defaults else "")
+
+
+def step_curve_figure(records: List[Dict], path: str, defaults=frozenset()) -> bool:
+    """`path`: the metric after each refinement step, one curve per results file, labelled by
+    its name (`defaults`: paths of default-configuration records, marked so)."""
     curves = [r for r in records if "step_curve" in r]
     if not curves:
         return False
@@ -230,21 +428,17 @@ def step_curve_figure(records: List[Dict], path: str) -> bool:
         by_task[r["task"]].append(r)
     fig, axes = plt.subplots(1, len(by_task), figsize=(5.5 * len(by_task), 4), squeeze=False)
     for ax, (task, group) in zip(axes[0], sorted(by_task.items())):
-        for r in group:
+        for r in sorted(group, key=lambda r: (r["_path"] not in defaults, _stem(r))):
             curve = r["step_curve"]
             metric = next(k for k in curve if k != "step")
-            ax.plot(curve["step"], curve[metric], marker=".",
-                    label=f"{r['method']} (seed {r['seed']})")
+            ax.plot(curve["step"], curve[metric], marker=".", label=_curve_label(r, defaults))
             ax.set_ylabel(f"test {metric} (%)")
         ax.set_xlabel("refinement step")
         ax.set_title(task)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path)
     return True
 
 
@@ -283,9 +477,11 @@ def _history_epochs(record: Dict, name: str, length: int) -> List[int]:
     return run[:length] if len(run) >= length else list(range(1, length + 1))
 
 
-def training_curves_figures(records: List[Dict], results_dir: str) -> List[str]:
-    """results_dir/curves-<task>.png: per method (first seed), its training loss terms and its
-    validation metric per epoch, from the results' "history"."""
+def training_curves_figures(records: List[Dict], results_dir: str, defaults=frozenset()) -> List[str]:
+    """results_dir/curves-<task>.png: per method (and variant), its training loss terms and its
+    validation metric per epoch, from the results' "history": of the first seed of the task
+    file's default configuration (`defaults`: those records' paths), else of the first seed;
+    each column titled by its results file."""
     with_history = [r for r in records if r.get("history")]
     if not with_history:
         return []
@@ -294,7 +490,7 @@ def training_curves_figures(records: List[Dict], results_dir: str) -> List[str]:
     import matplotlib.pyplot as plt
 
     by_task = defaultdict(dict)
-    for r in sorted(with_history, key=lambda r: (r.get("seed", 0), r["_file"])):
+    for r in sorted(with_history, key=lambda r: (r["_path"] not in defaults, r.get("seed", 0), r["_path"])):
         by_task[r["task"]].setdefault(r["method"] + (f" {r['variant']}" if r.get("variant") else ""), r)
     written = []
     for task, methods in sorted(by_task.items()):
@@ -305,13 +501,14 @@ def training_curves_figures(records: List[Dict], results_dir: str) -> List[str]:
                       and ("loss" in k or k.startswith(("d_", "g_", "cross_entropy")))]
             for name in losses:
                 axes[0, column].plot(_history_epochs(r, name, len(history[name])), history[name], label=name)
-            axes[0, column].set_title(f"{task} {method}: training losses (seed {r.get('seed', '?')})", fontsize=9)
+            axes[0, column].set_title(f"{_curve_label(r, defaults)}: training losses (seed {r.get('seed', '?')})",
+                                      fontsize=8)
             axes[0, column].set_xlabel("epoch")
             axes[0, column].legend(fontsize=6)
             for name in (k for k in history if k.startswith("val_")):
                 axes[1, column].plot(_history_epochs(r, name, len(history[name])), history[name],
                                      marker=".", label=name[len("val_"):])
-            axes[1, column].set_title(f"{task} {method}: validation metrics (%)", fontsize=9)
+            axes[1, column].set_title(f"{_stem(r)}: validation metrics (%)", fontsize=8)
             axes[1, column].set_xlabel("epoch")
             axes[1, column].legend(fontsize=6)
             for ax in axes[:, column]:
@@ -332,13 +529,14 @@ def _model_dir_of(record: Dict) -> str:
     return f"runs/{record['task']}-{record['method']}"
 
 
-def qualitative_figures(records: List[Dict], results_dir: str, data_dir=None) -> List[str]:
+def qualitative_figures(records: List[Dict], results_dir: str, data_dir=None, defaults=frozenset()) -> List[str]:
     """results_dir/qualitative-<task>.png for each segmentation task (tfsp.figures.render_grid):
-    the seed-0 run of every method whose model dir is present, the refining methods last."""
+    the seed-0 run of every method whose model dir is present (that of the task file's default
+    configuration when `defaults`, those records' paths, has one), the refining methods last."""
     from tfsp.figures import render_grid
 
     by_task = defaultdict(dict)
-    for r in records:
+    for r in sorted(records, key=lambda r: r["_path"] in defaults):  # defaults last: they win
         is_segmentation = r.get("config", {}).get("data", {}).get("loader", "mulan") != "mulan"
         model_dir = _model_dir_of(r)
         if is_segmentation and r.get("seed", 0) == 0 and os.path.exists(os.path.join(model_dir, "config.json")):
@@ -352,47 +550,67 @@ def qualitative_figures(records: List[Dict], results_dir: str, data_dir=None) ->
     return written
 
 
-def figure_links(results_dir: str) -> str:
-    """Markdown image links to the figures present in results_dir (paths relative to the README)."""
+def figure_links(figures_dir: str, page_dir: str = ".") -> str:
+    """Markdown image links to the figures present in figures_dir, relative to page_dir (the
+    folder of the page that shows them)."""
     links = []
-    names = sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []
+    names = sorted(os.listdir(figures_dir)) if os.path.isdir(figures_dir) else []
+
+    def link(alt, name):
+        links.append(f"![{alt}]({_relative(os.path.join(figures_dir, name), page_dir)})")
+
     for name in names:
         if name.startswith("curves-") and name.endswith(".png"):
-            links.append(f"![{name[7:-4]}: training losses and validation metrics per epoch]({results_dir}/{name})")
+            link(f"{name[7:-4]}: training losses and validation metrics per epoch", name)
     if "step_curves.png" in names:
-        links.append(f"![metric after each refinement step]({results_dir}/step_curves.png)")
+        link("metric after each refinement step", "step_curves.png")
     for name in names:
         if name.startswith("qualitative-") and name.endswith(".png"):
-            links.append(f"![{name[12:-4]}: test images, ground truth, predictions along the refinement]"
-                         f"({results_dir}/{name})")
+            link(f"{name[12:-4]}: test images, ground truth, predictions along the refinement", name)
     if "horses-qualitative.png" in names:
-        links.append(f"![horses: image, truth, FCN, LDRSP after 0/5/10/30 steps]({results_dir}/horses-qualitative.png)")
+        link("horses: image, truth, FCN, LDRSP after 0/5/10/30 steps", "horses-qualitative.png")
     return "\n\n".join(links)
+
+
+def results_page(records: List[Dict], results_dir: str, figures_dir: str, page_dir: str,
+                 command: str = "") -> str:
+    """The Markdown of the results (tables, benchmarks, figure links) for a page in page_dir."""
+    benchmarks = [benchmark_table(results_dir), epoch_benchmark_table(results_dir),
+                  segmentation_benchmark_tables(results_dir)]
+    benchmarks = [b.strip("\n") for b in benchmarks if b.strip()]
+    links = figure_links(figures_dir, page_dir)
+    blocks = [f"Generated from `{_relative(os.path.join(results_dir, '*.json'), page_dir)}` by `{command}`." if command else "",
+              results_table(records, page_dir),
+              "### Timing benchmarks" if benchmarks else "", *benchmarks,
+              "### Figures" if links else "", links]
+    return "\n\n".join(b for b in blocks if b)
 
 
 def main(argv):
     del argv
+    output_dir = FLAGS.output_dir or FLAGS.results_dir
     records = load_results(FLAGS.results_dir)
+    groups = _Groups(records)
+    defaults = frozenset(r["_path"] for t, c in groups.tasks.items() if c
+                         for m in groups.methods(t) for r in groups.default_group(t, m))
     written = []
     if FLAGS.figures:
-        path = os.path.join(FLAGS.results_dir, "step_curves.png")
-        if step_curve_figure(records, path):
+        path = os.path.join(output_dir, "step_curves.png")
+        os.makedirs(output_dir, exist_ok=True)
+        if step_curve_figure(records, path, defaults):
             written.append(path)
-        written += training_curves_figures(records, FLAGS.results_dir)
+        written += training_curves_figures(records, output_dir, defaults)
     if FLAGS.qualitative:
-        written += qualitative_figures(records, FLAGS.results_dir, FLAGS.qualitative_data_dir)
-    table = (results_table(records) + "\n" + benchmark_table(FLAGS.results_dir)
-             + epoch_benchmark_table(FLAGS.results_dir)
-             + "\n" + segmentation_benchmark_tables(FLAGS.results_dir))
-    links = figure_links(FLAGS.results_dir)
-    if links:
-        table += "\n\n" + links
-    print(table)
-    atomic_write_text(os.path.join(FLAGS.results_dir, "results.md"), table + "\n")
+        written += qualitative_figures(records, output_dir, FLAGS.qualitative_data_dir, defaults)
+    command = command_line(sys.argv)
+    page = results_page(records, FLAGS.results_dir, output_dir, output_dir, command)
+    print(page)
+    atomic_write_text(os.path.join(output_dir, "results.md"), page + "\n")
     for path in written:
         print(f"wrote {path}")
     if FLAGS.readme:
-        update_readme(FLAGS.readme, table)
+        readme_dir = os.path.dirname(os.path.abspath(FLAGS.readme))
+        update_readme(FLAGS.readme, results_page(records, FLAGS.results_dir, output_dir, readme_dir, command))
         print(f"updated {FLAGS.readme}")
 
 

@@ -125,20 +125,27 @@ def check_value_network(model: StructuredModel, train, validation, updates: int,
     }
 
 
-def check_saved(config: ExperimentConfig, results_path=None, updates: int = 600) -> Dict[str, Any]:
+def check_saved(config: ExperimentConfig, results_path=None, updates: int = 600,
+                overwrite_results: bool = False, command=None) -> Dict[str, Any]:
     """--mode=check: a fresh model of `config`, its value network checked as above on the
-    validation split (the test split if there is none)."""
+    validation split (the test split if there is none); overwrite_results and command as in
+    tfsp.experiment.run."""
     import sys
 
+    from tfsp import config as config_lib
     from tfsp import experiment, results
 
+    if updates < 1:
+        raise ConfigError(f"--check_updates must be >= 1, got {updates}")
+    config_lib.validate(config)
+    results.check_replaceable(results_path, config, overwrite=overwrite_results)
     git_rev = results.git_revision()
     data, model = experiment._setup(config)
     split = "validation" if data.validation is not None else "test"
     record = {"task": config.task, "method": config.method, "split": split, "seed": config.seed,
               "check": check_value_network(model, data.train, getattr(data, split), updates, config.seed),
               "config": config.to_dict(), "git_rev": git_rev,
-              "command": results.command_line(sys.argv), "machine": results.machine()}
+              **(command or results.portable_command(sys.argv)), "machine": results.machine()}
     if results_path:
         results.write_json(results_path, record)
     return record

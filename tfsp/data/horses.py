@@ -129,18 +129,28 @@ def load_horses(data_dir, size: int = 32) -> SegmentationData:
     return SegmentationData(images=images, labels=labels, names=names, source=str(root))
 
 
-def horse_split(n: int = 328, seed: int = 0, sizes=HORSE_SPLIT_SIZES) -> dict:
+def horse_split(n: int = 328, seed: int = 0, sizes=HORSE_SPLIT_SIZES, source: str | None = None) -> dict:
     """Deterministic seeded split of ``n`` examples into train / validation / test.
 
     ``perm = numpy.random.RandomState(seed).permutation(n)``; train is
     ``perm[:sizes[0]]``, validation the next ``sizes[1]``, test the last
     ``sizes[2]`` (200 / 28 / 100 by default, which requires n = 328).
     Returns ``dict(train=..., validation=..., test=...)`` of int64 index
-    arrays in permutation order.
+    arrays in permutation order. Sizes that do not fit ``n`` raise a
+    DataError naming ``source`` (the horse folder) and the setting to change.
     """
-    n_train, n_val, n_test = (int(s) for s in sizes)
-    if n_train + n_val + n_test != n:
-        raise ValueError(f"split sizes {tuple(sizes)} do not add up to n={n}")
+    sizes = [int(s) for s in sizes]
+    if len(sizes) != 3 or min(sizes) < 0 or sum(sizes) != n:
+        # Sizes in the proportions asked for (the default ones if those are unusable) that do fit.
+        weights = sizes if len(sizes) == 3 and min(sizes) >= 0 and sum(sizes) else list(HORSE_SPLIT_SIZES)
+        a, b = (int(round(n * w / sum(weights))) for w in weights[:2])
+        fitting = [a, min(b, n - a), max(0, n - a - b)]
+        raise DataError(
+            f"{source or 'horse data'}: {n} horse images found, but data.split_sizes asks for {sizes} "
+            f"(train, validation, test: {sum(sizes)} images in all); change it with "
+            f"--set data.split_sizes=[a,b,c], three sizes adding up to {n}, e.g. "
+            f"--set data.split_sizes=[{','.join(map(str, fitting))}]")
+    n_train, n_val, n_test = sizes
     perm = np.random.RandomState(seed).permutation(n).astype(np.int64)
     return dict(
         train=perm[:n_train],

@@ -293,6 +293,7 @@ def segmentation_dataset(
     seed: int,
     drop_remainder: bool = False,
     first_epoch: int | None = None,
+    split: str | None = None,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``(image, label)`` pairs.
 
@@ -308,11 +309,12 @@ def segmentation_dataset(
         the full images in their original order, without augmentation.
       seed: seeds the shuffle and the stateless crop/flip ops; two datasets
         built with the same arguments yield the same batches, epoch by epoch.
-      drop_remainder: drop a last partial batch.
+      drop_remainder: drop a last partial batch (a DataError if that leaves no batch).
       first_epoch: training only. None: one epoch per iteration of the dataset;
         k: an endless stream of epochs k, k + 1, ... whose randomness depends on
         (seed, epoch) alone (see :mod:`tfsp.data.epochs`), so a resumed run sees
         the batches an uninterrupted one would.
+      split: the split's name in errors (default "training" / "evaluation").
     """
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.float32)
@@ -322,10 +324,9 @@ def segmentation_dataset(
         raise ValueError(f"images {images.shape} and labels {labels.shape} differ in N, H or W")
     n, h, w, c_img = images.shape
     c_lab = labels.shape[3]
-    if n == 0:
-        raise ValueError("no examples")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    num_batches = epochs.check_batches(
+        n, batch_size, drop_remainder=drop_remainder, split=split or ("training" if training else "evaluation"),
+        batch_setting="data.batch_size" if training else "data.eval_batch_size")
     if not training:
         ds = tf.data.Dataset.from_tensor_slices((images, labels))
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
@@ -354,5 +355,4 @@ def segmentation_dataset(
         epoch = epoch.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return epoch.batch(batch_size, drop_remainder=drop_remainder)
 
-    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
     return epochs.epochs(make_epoch, seed, num_batches, first_epoch=first_epoch)

@@ -23,8 +23,18 @@ error in labels. A label must be a nominal ``{0,1}`` attribute or a numeric
 attribute whose values are all 0 or 1. STRING and DATE attributes are
 rejected.
 
+Either file may be gzip-compressed (``<name>.arff.gz``, ``<name>.xml.gz``); it
+is decompressed in memory. An ARFF file with no data rows (empty, or a header
+alone) is an error: there would be nothing to train or test on.
+
 Every problem with the input raises :class:`tfsp.data.errors.DataError`
 naming the file at fault (and, for a malformed ARFF, the physical line).
+
+Shipped copy: Bibtex is distributed with this repository, gzip-compressed,
+under ``third_party/bibtex/`` with its SHA-256 sums (``SHA256SUMS``);
+:func:`find_shipped` locates it (source tree or editable install, else the
+installed ``share/tfsp/third_party``) and :func:`load_shipped_mulan` reads it
+after checking the sums.
 
 Splits: :func:`seeded_split` is the seeded permutation used for Bibtex here
 (the original MULAN train/test files were not available), and
@@ -35,9 +45,13 @@ train split.
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import hashlib
 import io
 import os
+import sys
 import xml.etree.ElementTree as ET
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -53,11 +67,21 @@ __all__ = [
     "MulanData",
     "carve_validation",
     "find_mulan_files",
+    "find_shipped",
     "load_mulan",
+    "load_shipped_mulan",
+    "shipped_display_path",
+    "shipped_dirs",
+    "shipped_files",
     "seeded_split",
 ]
 
 MULAN_URL = "http://mulan.sourceforge.net/datasets-mlc.html"
+
+SHIPPED_DATASETS = ("bibtex",)
+"""MULAN datasets whose data ship with tfsp, under third_party/<name>/."""
+CHECKSUMS_FILE = "SHA256SUMS"
+"""`sha256sum` output for the shipped .gz files, beside them."""
 
 PathLike = str | os.PathLike[str]
 
@@ -113,9 +137,9 @@ def _require_file(path: Path, stem: str) -> None:
 # --------------------------------------------------------------------------- XML
 
 
-def _read_label_names(xml_path: Path) -> tuple[str, ...]:
+def _read_label_names(xml_bytes: bytes, xml_path: Path) -> tuple[str, ...]:
     try:
-        root = ET.parse(xml_path).getroot()
+        root = ET.fromstring(xml_bytes)
     except ET.ParseError as e:
         line, col = e.position
         raise DataError(
@@ -260,18 +284,44 @@ def load_mulan(arff_path: PathLike, xml_path: PathLike) -> MulanData:
         not an ARFF attribute, or a label column is not 0/1.
     """
     arff_path, xml_path = Path(arff_path), Path(xml_path)
-    stem = arff_path.stem if arff_path.suffix.lower() == ".arff" else xml_path.stem
+    arff_name = _without_gz(arff_path.name)
+    stem = Path(arff_name if arff_name.lower().endswith(".arff") else _without_gz(xml_path.name)).stem
     _require_file(arff_path, stem)
     _require_file(xml_path, stem)
-    label_names = _read_label_names(xml_path)
+    return _parse_mulan(_read_bytes(arff_path), _read_bytes(xml_path), arff_path, xml_path)
 
+
+def _without_gz(name: str) -> str:
+    """``bibtex.arff.gz`` -> ``bibtex.arff``."""
+    return name[:-3] if name.lower().endswith(".gz") else name
+
+
+def _read_bytes(path: Path, raw: bytes | None = None) -> bytes:
+    """The file's content, gunzipped in memory when its name ends in .gz."""
+    if raw is None:
+        raw = path.read_bytes()
+    if not path.name.lower().endswith(".gz"):
+        return raw
     try:
-        with open(arff_path, encoding="utf-8-sig") as f:
-            text = f.read()
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise DataError(f"{path}: not a readable gzip file ({e})") from None
+
+
+def _parse_mulan(arff_bytes: bytes, xml_bytes: bytes, arff_path: Path, xml_path: Path) -> MulanData:
+    """load_mulan on the files' (uncompressed) bytes; the paths name them in errors."""
+    label_names = _read_label_names(xml_bytes, xml_path)
+    try:
+        text = arff_bytes.decode("utf-8-sig")
     except UnicodeDecodeError:  # some older ARFF files are Latin-1
-        with open(arff_path, encoding="latin-1") as f:
-            text = f.read()
+        text = arff_bytes.decode("latin-1")
+    # Universal newlines, as open() in text mode reads a file: one line per physical line.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not any(s and not s.startswith("%") for s in (line.strip() for line in text.split("\n"))):
+        raise DataError(f"ARFF file {arff_path} is empty: no header and no examples (data rows)")
     obj, n_rows, sparse = _decode(text, arff_path)
+    if n_rows == 0:
+        raise DataError(f"ARFF file {arff_path} has no examples: no data rows after its @data line")
 
     attributes = obj["attributes"]
     names = [name for name, _ in attributes]
@@ -361,6 +411,101 @@ def find_mulan_files(
         f"MULAN dataset {name!r} not found: need {needed} in one folder; tried\n{lines}\n"
         f"{_obtain_hint(name)}"
     )
+
+
+# ------------------------------------------------------------------ shipped copy
+
+
+def shipped_dirs(name: str) -> list[Path]:
+    """Where the shipped copy of ``name`` is looked for, in order.
+
+    ``third_party/<name>`` beside the ``tfsp`` package (the source tree, which
+    is also what ``pip install -e .`` imports), then the copy a regular install
+    puts under ``<prefix>/share/tfsp/third_party/<name>`` (setup.cfg data_files).
+    """
+    return [Path(__file__).resolve().parents[2] / "third_party" / name,
+            Path(sys.prefix) / "share" / "tfsp" / "third_party" / name]
+
+
+def shipped_files(folder: PathLike, name: str) -> tuple[Path, Path]:
+    """The shipped ARFF and label XML of ``name`` in ``folder`` (both gzip files)."""
+    folder = Path(folder)
+    return folder / f"{name}.arff.gz", folder / f"{name}.xml.gz"
+
+
+def find_shipped(name: str) -> Path | None:
+    """The folder holding the shipped ``<name>.arff.gz`` and ``<name>.xml.gz``, or None."""
+    if name.lower() not in SHIPPED_DATASETS:
+        return None
+    for folder in shipped_dirs(name.lower()):
+        if all(p.is_file() for p in shipped_files(folder, name.lower())):
+            return folder
+    return None
+
+
+def shipped_display_path(path: PathLike) -> str:
+    """A shipped file's path relative to the tree it was found in (``third_party/bibtex/...``)."""
+    path = Path(path).resolve()
+    for folder in shipped_dirs(path.parent.name):
+        if path.parent == folder.resolve():
+            return str(path.relative_to(folder.parent.parent))
+    return str(path)
+
+
+def _read_checksums(path: Path) -> dict[str, str]:
+    """file name -> SHA-256 hex digest from a `sha256sum` output file."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path} not found: the shipped copy beside it cannot be checked") from None
+    sums = {}
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        digest, _, fname = line.partition(" ")
+        fname = fname.strip().lstrip("*")  # "*name" marks binary mode in sha256sum output
+        if len(digest) != 64 or not fname:
+            raise DataError(f"{path}:{lineno}: expected '<sha256 hex>  <file name>', got {line!r}")
+        sums[fname] = digest.lower()
+    return sums
+
+
+def load_shipped_mulan(name: str = "bibtex", folder: PathLike | None = None) -> MulanData:
+    """Load the copy of ``name`` shipped with tfsp (gzip files read in memory).
+
+    Each ``.gz`` file's SHA-256 is checked against ``SHA256SUMS`` in the same
+    folder before it is decompressed. ``folder`` defaults to :func:`find_shipped`.
+
+    Raises:
+      DataError: the shipped copy is not found, a checksum is missing or does
+        not match, or the data are malformed.
+    """
+    name = name.lower()
+    if folder is None:
+        folder = find_shipped(name)
+        if folder is None:
+            tried = "\n".join(f"  {d}" for d in shipped_dirs(name))
+            raise DataError(f"no shipped copy of {name!r} ({name}.arff.gz and {name}.xml.gz); looked in\n"
+                            f"{tried}\n{_obtain_hint(name)}")
+    folder = Path(folder)
+    sums_path = folder / CHECKSUMS_FILE
+    sums = _read_checksums(sums_path)
+    contents = []
+    for path in shipped_files(folder, name):
+        _require_file(path, name)
+        raw = path.read_bytes()
+        expected = sums.get(path.name)
+        if expected is None:
+            raise DataError(f"{sums_path} records no SHA-256 for {path.name}: the shipped copy cannot be checked")
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != expected:
+            raise DataError(
+                f"{path}: SHA-256 checksum mismatch: the file's is {digest}, {sums_path} records {expected}. "
+                "The shipped copy is damaged or was changed; restore it from the repository "
+                f"(git restore third_party/{name}) or give the data with --data_dir")
+        contents.append(_read_bytes(path, raw))
+    arff_path, xml_path = shipped_files(folder, name)
+    return _parse_mulan(contents[0], contents[1], arff_path, xml_path)
 
 
 # ------------------------------------------------------------------------ splits

@@ -477,6 +477,45 @@ class StructuredModel(keras.Model):
         return {kind: makers[kind]() for kind in REFERENCE_SAMPLE_KINDS if kind in kinds}
 
 
+class _NamedLearningRate:
+    """An optimizer's learning rate under the model attribute's name (TensorBoard's tag)."""
+
+    def __init__(self, name: str, optimizer: keras.optimizers.Optimizer):
+        self.name, self._optimizer = name, optimizer
+
+    @property
+    def learning_rate(self):
+        return self._optimizer.learning_rate
+
+
+class TrainingSteps:
+    """`model.optimizer` of a method with two optimizers: what Keras reads there. `iterations`
+    is the number of training steps, the D optimizer's (applied once per step: the G optimizer
+    of ImplicitEnergy takes several), which keras.callbacks.TensorBoard uses as the x-axis of
+    its evaluation_*_vs_iterations curves; `optimizers` gives it each learning rate by name.
+    Not a trackable object, so checkpoints hold the two optimizers under their own names only."""
+
+    def __init__(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer):
+        self._by_name = {"d_optimizer": d_optimizer, "g_optimizer": g_optimizer}
+
+    @property
+    def iterations(self):
+        return self._by_name["d_optimizer"].iterations
+
+    @property
+    def optimizers(self):
+        return [_NamedLearningRate(name, optimizer) for name, optimizer in self._by_name.items()]
+
+    @property
+    def built(self) -> bool:
+        return all(optimizer.built for optimizer in self._by_name.values())
+
+    def build(self, variables) -> None:
+        for optimizer in self._by_name.values():
+            if not optimizer.built:
+                optimizer.build(variables)
+
+
 class WithInferenceNetwork(StructuredModel):
     """Methods with an inference network G(x) (or A_θ(x)) beside the value/energy network:
     two optimizers, `d_optimizer` for the value/energy network and `g_optimizer` for the
@@ -486,9 +525,13 @@ class WithInferenceNetwork(StructuredModel):
     """Adam β1 of the default optimizers (0.5 for the adversarially trained LDRSP)."""
 
     def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
-        super().compile(**kwargs)
+        super().compile(optimizer=None, **kwargs)  # Keras's default would be an unused RMSprop
         self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3, beta_1=self.default_beta_1)
         self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3, beta_1=self.default_beta_1)
+        self.optimizer = TrainingSteps(self.d_optimizer, self.g_optimizer)
+
+    def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:
+        return {"d_optimizer": self.d_optimizer, "g_optimizer": self.g_optimizer}
 
     def prediction_kinds(self):
         return ("", "inference_net_")
