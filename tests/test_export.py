@@ -96,6 +96,25 @@ def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions
         loaded.signatures["serving_default"](inputs=tf.zeros([2, 12], tf.float64))
 
 
+def test_a_training_run_exports_the_model_it_trained_without_loading_the_data_again(tiny_mulan, tmp_path,
+                                                                                    monkeypatch):
+    arff, xml = tiny_mulan
+    loads = []
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return build_task_data(*args, **kwargs)
+
+    build_task_data = experiment.build_task_data
+    monkeypatch.setattr(experiment, "build_task_data", counted)
+    config = config_lib.resolve("mlc", "ldrsp", {"data": {"arff": str(arff), "xml": str(xml)}, "epochs": 1,
+                                                 "test_refine": {"steps": 2}})
+    record = experiment.run(config, str(tmp_path / "run"), None, verbose=0, export_dir=str(tmp_path / "exports"))
+    assert record["export"] == str(tmp_path / "exports" / "1") and len(loads) == 1
+    serve = tf.saved_model.load(record["export"]).signatures["serving_default"]
+    assert set(serve(inputs=tf.zeros([2, 12]))) == {"prediction", "labels", "value", "prediction_inference_net"}
+
+
 def test_segmentation_export_takes_float_or_uint8_images(tmp_path):
     # 3-class segmentation, LDRSP with its crop grid and simplex refinement; weights need not be trained.
     spec = multiclass_segmentation_spec("toy", 32, 3, crop_size=24, crop_grid=2)

@@ -231,7 +231,8 @@ def main(argv):
     try:
         if FLAGS.mode == "train":
             record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
-                                    verbose=verbose, strategy=FLAGS.strategy, **recording)
+                                    verbose=verbose, strategy=FLAGS.strategy, export_dir=FLAGS.export_dir,
+                                    **recording)
         elif FLAGS.mode == "probe":
             record = experiment.probe_saved(config, model_dir, results_path, **recording)
         else:
@@ -252,7 +253,9 @@ def main(argv):
     print(f"{name}: {summary}" + (f" (train {record['train_seconds']} s)" if "train_seconds" in record else ""))
     if results_path and record.get("strategy", {}).get("chief", True):
         print(f"results: {results_path}")
-    if FLAGS.export_dir:
+    if "export" in record:
+        print(f"exported: {record['export']}")
+    elif FLAGS.export_dir and FLAGS.mode != "train":  # training exported its model (on the chief)
         return _export(config, model_dir)
     return 0
 
@@ -268,7 +271,8 @@ def _export(config, model_dir) -> int:
 
 
 def export_saved(config, model_dir) -> int:
-    """--export_dir / --mode=export: the SavedModel of the weights the run left in model_dir."""
+    """--mode=export (or evaluate) with --export_dir: the SavedModel of the weights the run left in
+    model_dir, restored with its data (training exports the model it holds: experiment.run)."""
     from tfsp import export
     from tfsp.data.errors import DataError
 
