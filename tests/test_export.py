@@ -1,8 +1,10 @@
 """SavedModel export: versioned, loadable in a fresh process with the same predictions, named
-signatures for saved_model_cli / TF Serving, clear errors for inputs of the wrong shape or dtype."""
+signatures for saved_model_cli / TF Serving, clear errors for inputs of the wrong shape or dtype;
+the launcher run that exports prints no TensorFlow start-up or checkpoint chatter."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +17,12 @@ from tfsp import experiment, export
 from tfsp.spec import multiclass_segmentation_spec
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+# The launcher as a user starts it: TF_CPP_MIN_LOG_LEVEL unset (conftest sets it for this process).
+LAUNCH_ENV = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+# TensorFlow's start-up lines (twice: from two native libraries), the cuInit error of a machine
+# without CUDA, and the INFO lines of checkpoint and SavedModel writing.
+TENSORFLOW_CHATTER = re.compile(r"cuInit|oneDNN|cuda drivers|absl::InitializeLog|cpu_feature_guard|"
+                                r"Sharding callback|fingerprint|Assets written|signature_serialization")
 
 # A fresh interpreter: loads the SavedModel with TensorFlow alone (no tfsp) and runs one signature.
 SERVE = """
@@ -42,9 +50,10 @@ def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions
     proc = subprocess.run([sys.executable, "-m", "tfsp.launch", "--task=mlc", "--method=ldrsp",
                            f"--arff={arff}", f"--xml={xml}", f"--model_dir={run_dir}", "--results_dir=",
                            "--epochs=1", "--refine_steps=3", "--verbose=0", f"--export_dir={export_dir}"],
-                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, env=LAUNCH_ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"exported: {export_dir / '1'}" in proc.stdout
+    assert not TENSORFLOW_CHATTER.search(proc.stderr), proc.stderr
     assert sorted(p.name for p in export_dir.iterdir()) == ["1"]  # no temporary folder left behind
 
     # --mode=export from the run's checkpoint: the next version, the same weights.
@@ -85,6 +94,25 @@ def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions
         loaded.serve(tf.zeros([2, 12], tf.float64))
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor"):
         loaded.signatures["serving_default"](inputs=tf.zeros([2, 12], tf.float64))
+
+
+def test_a_training_run_exports_the_model_it_trained_without_loading_the_data_again(tiny_mulan, tmp_path,
+                                                                                    monkeypatch):
+    arff, xml = tiny_mulan
+    loads = []
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return build_task_data(*args, **kwargs)
+
+    build_task_data = experiment.build_task_data
+    monkeypatch.setattr(experiment, "build_task_data", counted)
+    config = config_lib.resolve("mlc", "ldrsp", {"data": {"arff": str(arff), "xml": str(xml)}, "epochs": 1,
+                                                 "test_refine": {"steps": 2}})
+    record = experiment.run(config, str(tmp_path / "run"), None, verbose=0, export_dir=str(tmp_path / "exports"))
+    assert record["export"] == str(tmp_path / "exports" / "1") and len(loads) == 1
+    serve = tf.saved_model.load(record["export"]).signatures["serving_default"]
+    assert set(serve(inputs=tf.zeros([2, 12]))) == {"prediction", "labels", "value", "prediction_inference_net"}
 
 
 def test_segmentation_export_takes_float_or_uint8_images(tmp_path):
@@ -178,3 +206,37 @@ def test_serving_names_the_expected_input_for_a_wrong_rank_or_non_finite_values(
         "prediction": (0, 3), "labels": (0, 3), "value": (0,), "prediction_inference_net": (0, 3)}
     x = tf.constant(np.random.RandomState(0).rand(3, 12).astype(np.float32))
     np.testing.assert_allclose(serve(inputs=x)["prediction"].numpy(), model.infer(x)["y"].numpy(), atol=1e-5)
+
+
+# ----- the launcher's stderr -------------------------------------------------------------------
+def test_tf_cpp_min_log_level_0_shows_tensorflow_start_up_again(tmp_path):
+    # A launcher run that stops at the data (after TensorFlow started): the start-up lines are back.
+    proc = subprocess.run([sys.executable, "-m", "tfsp.launch", "--task=mlc", "--arff=missing.arff",
+                           "--xml=missing.xml", "--results_dir="],
+                          cwd=tmp_path, env=dict(LAUNCH_ENV, TF_CPP_MIN_LOG_LEVEL="0"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "missing.arff" in proc.stderr, proc.stderr[-3000:]
+    assert "oneDNN" in proc.stderr or "cpu_feature_guard" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_start_up_lines_pass_by_level():
+    from tfsp.launch import _start_up_lines_to_show
+
+    text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            "I0000 00:00:1796160498.584027    5300 port.cc:153] oneDNN custom operations are on.\n"
+            "I0000 00:00:1796160498.584474    5300 cudart_stub.cc:31] Could not find cuda drivers on your machine\n"
+            "I0000 00:00:1796160500.720277    5300 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n"
+            "To enable the following instructions: AVX2, in other operations, rebuild TensorFlow\n"
+            "/x/y.py:3: UserWarning: a Python warning\n"
+            "  warnings.warn('a Python warning')\n"
+            "W0000 00:00:1796160500.720970    5300 something.cc:31] a warning\n"
+            "E0000 00:00:1796160500.146796    5300 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+            "E0000 00:00:1796160500.146796    5300 other.cc:52] an error\n")
+    assert _start_up_lines_to_show(text, 2) == (
+        "/x/y.py:3: UserWarning: a Python warning\n  warnings.warn('a Python warning')\n"
+        "E0000 00:00:1796160500.146796    5300 other.cc:52] an error\n")
+    assert "a warning\n" in _start_up_lines_to_show(text, 1)
+    assert "To enable" not in _start_up_lines_to_show(text, 1)
+    assert "UserWarning" in _start_up_lines_to_show(text, 3) and "an error" not in _start_up_lines_to_show(text, 3)
+    # With a CUDA driver present, a failing cuInit is news.
+    assert "cuInit" in _start_up_lines_to_show(text.replace("Could not find cuda drivers", "Found"), 2)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import keras
 import numpy as np
@@ -685,9 +685,12 @@ def _check_schedule(stored: Optional[Dict[str, Any]], config: ExperimentConfig, 
 
 def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
         step_curve_steps: int = 0, verbose: int = 1, strategy: str = "default",
-        overwrite_results: bool = False, command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        overwrite_results: bool = False, command: Optional[Dict[str, Any]] = None,
+        export_dir: Optional[str] = None) -> Dict[str, Any]:
     """Trains and evaluates; writes TensorBoard logs, a checkpoint per epoch and the final
     (selected) weights under model_dir and, when results_path is given, the results JSON.
+    With export_dir, then a SavedModel of the trained model as evaluated (tfsp.export), whose
+    path is record["export"]: the model in memory, so the data is not loaded again.
 
     Nothing is written before the checks pass: valid values (config.validate), a results_path
     that holds no other run's record (results.check_replaceable; `overwrite_results` replaces
@@ -704,8 +707,8 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
     chief = is_chief(distribution)
     own_dir = Path(model_dir) if chief else Path(tempfile.mkdtemp(prefix="tfsp-worker-"))
     try:
-        record = _train_and_evaluate(config, Path(model_dir), own_dir, distribution, step_curve_steps, verbose,
-                                     command)
+        record, model = _train_and_evaluate(config, Path(model_dir), own_dir, distribution, step_curve_steps,
+                                            verbose, command)
     finally:
         if not chief:
             shutil.rmtree(own_dir, ignore_errors=True)
@@ -714,13 +717,18 @@ def run(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = 
     if results_path and chief:
         results.write_json(results_path, record)
         logging.info("wrote %s", results_path)
+    if export_dir and chief:  # after the results, which a failed export then leaves written
+        from tfsp import export
+
+        record["export"] = str(export.export_saved_model(model, export_dir))
     return record
 
 
 def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path,
                         strategy: tf.distribute.Strategy, step_curve_steps: int, verbose,
-                        command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """run() for one process; own_dir is model_dir for the chief, a temporary folder otherwise."""
+                        command: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], StructuredModel]:
+    """run() for one process: (record, trained model); own_dir is model_dir for the chief, a
+    temporary folder otherwise."""
     started = time.time()
     git_rev = results.git_revision()  # of the code that starts running, not of HEAD when it ends
     stored = None
@@ -817,7 +825,7 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         "history": checkpoint.history(),
         "wall_seconds": round(time.time() - started, 2),
     })
-    return record
+    return record, model
 
 
 def restore(config: ExperimentConfig, model_dir: str):

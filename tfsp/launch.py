@@ -14,12 +14,89 @@ import os
 import re
 import sys
 
-# TensorFlow's C++ start-up chatter hides the launcher's own output; TF_CPP_MIN_LOG_LEVEL=0 restores it.
+# TensorFlow's own log lines hide the launcher's output; TF_CPP_MIN_LOG_LEVEL=0 restores them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
+
+_CPP_LOG_LINE = re.compile(r"([IWEF])\d{4} [\d:.]+ +\d+ \S+\.(?:cc|cpp|h):\d+\] ")
+_PYTHON_WARNING = re.compile(r"\S+:\d+: \w*Warning: ")
+
+
+def _start_up_lines_to_show(text: str, level: int) -> str:
+    """The lines of TensorFlow's start-up stderr that TF_CPP_MIN_LOG_LEVEL `level` lets through
+    (0 info, 1 warnings, 2 errors, 3 none), but not the cuInit failure of a machine without CUDA
+    driver. A line that is not a C++ log record (a continuation) goes the way of the record before."""
+    no_cuda_driver = "Could not find cuda drivers" in text
+    shown, keep = [], True
+    for line in text.splitlines(keepends=True):
+        record = _CPP_LOG_LINE.match(line)
+        if record:
+            keep = ("IWEF".index(record.group(1)) >= level
+                    and not (no_cuda_driver and "failed call to cuInit" in line))
+        elif line.startswith("WARNING: All log messages before absl::InitializeLog()"):
+            keep = False  # absl's notice that records go to stderr: of no use once they are filtered
+        elif _PYTHON_WARNING.match(line):
+            keep = True
+        if keep:
+            shown.append(line)
+    return "".join(shown)
+
+
+def _quiet_tensorflow_start_up() -> None:
+    """Keeps TensorFlow's log lines below TF_CPP_MIN_LOG_LEVEL (default 2: errors) out of the
+    launcher's output. The level alone does not silence start-up: `import tensorflow` loads two
+    native libraries, each with its own copy of absl logging, and each writes its start-up lines
+    (oneDNN, CUDA drivers) unfiltered, as absl does before absl::InitializeLog, so they came
+    twice; the cuInit failure of a CPU-only machine is an error, above level 2. So TensorFlow is
+    imported here with stderr filtered. Its Python INFO lines (checkpoints' "Sharding callback
+    duration", SavedModel writing) go too, unless --verbosity=1 asks for them.
+    TF_CPP_MIN_LOG_LEVEL=0 shows everything."""
+    try:
+        level = int(os.environ["TF_CPP_MIN_LOG_LEVEL"])
+    except ValueError:
+        level = 0
+    if level <= 0:
+        return
+    if "tensorflow" not in sys.modules:
+        _import_tensorflow_with_stderr_filtered(level)
+    if FLAGS.verbosity < 1:
+        import logging as python_logging
+
+        # TensorFlow logs through absl's logger as well as its own: told apart by file.
+        package = os.path.dirname(sys.modules["tensorflow"].__file__) + os.sep
+        logging.get_absl_handler().addFilter(
+            lambda record: record.levelno >= python_logging.WARNING or not record.pathname.startswith(package))
+
+
+def _import_tensorflow_with_stderr_filtered(level: int) -> None:
+    """Imports TensorFlow and initializes its devices (where cuInit runs) with stderr caught, then
+    passes on the lines `level` lets through (all of them if the import fails)."""
+    import tempfile
+
+    sys.stderr.flush()
+    stderr = os.dup(2)
+    with tempfile.TemporaryFile() as caught:  # a file, not a pipe, which could fill up and block
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            level = 0  # all of it: the cause of the failure may be in there
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(stderr, 2)
+            os.close(stderr)
+            caught.seek(0)
+            sys.stderr.write(_start_up_lines_to_show(caught.read().decode(errors="replace"), level))
+            sys.stderr.flush()
+
+
+app.call_after_init(_quiet_tensorflow_start_up)  # after flag parsing: --help needs no TensorFlow
 
 flags.DEFINE_enum("mode", "train", ["train", "evaluate", "export", "probe", "check"],
                   "train: train then evaluate; evaluate: evaluate the weights a run left in --model_dir; "
@@ -159,7 +236,8 @@ def main(argv):
     try:
         if FLAGS.mode == "train":
             record = experiment.run(config, model_dir, results_path, step_curve_steps=FLAGS.step_curve,
-                                    verbose=verbose, strategy=FLAGS.strategy, **recording)
+                                    verbose=verbose, strategy=FLAGS.strategy, export_dir=FLAGS.export_dir,
+                                    **recording)
         elif FLAGS.mode == "probe":
             record = experiment.probe_saved(config, model_dir, results_path, **recording)
         elif FLAGS.mode == "check":
@@ -189,7 +267,9 @@ def main(argv):
     print(f"{name}: {summary}" + (f" (train {record['train_seconds']} s)" if "train_seconds" in record else ""))
     if results_path and record.get("strategy", {}).get("chief", True):
         print(f"results: {results_path}")
-    if FLAGS.export_dir:
+    if "export" in record:
+        print(f"exported: {record['export']}")
+    elif FLAGS.export_dir and FLAGS.mode != "train":  # training exported its model (on the chief)
         return _export(config, model_dir)
     return 0
 
@@ -205,7 +285,8 @@ def _export(config, model_dir) -> int:
 
 
 def export_saved(config, model_dir) -> int:
-    """--export_dir / --mode=export: the SavedModel of the weights the run left in model_dir."""
+    """--mode=export (or evaluate) with --export_dir: the SavedModel of the weights the run left in
+    model_dir, restored with its data (training exports the model it holds: experiment.run)."""
     from tfsp import export
     from tfsp.data.errors import DataError
 
