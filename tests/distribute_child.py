@@ -4,7 +4,8 @@ configured before TensorFlow initializes its devices, which pytest's process has
 Trains each method on the same global batches once on one device (default strategy)
 and once under MirroredStrategy over the two devices, from the same initial weights,
 and prints one JSON object: per method, both per-batch loss trajectories, both test
-evaluations and the largest difference of the final weights; plus whether the replicas
+evaluations and the final weights' difference relative to their norm,
+||w_replicated - w_single|| / ||w_single|| over all weights together; plus whether the replicas
 drew distinct random numbers and dropout masks.
 """
 
@@ -85,12 +86,13 @@ def main():
     for method in sys.argv[1:]:
         single, weights, single_losses, single_epochs, single_eval = train(method, tf.distribute.get_strategy())
         replicated, _, replicated_losses, replicated_epochs, replicated_eval = train(method, mirrored, weights)
-        difference = max(float(np.max(np.abs(a - b)))
-                         for a, b in zip(single.get_weights(), replicated.get_weights()))
+        pairs = list(zip(single.get_weights(), replicated.get_weights()))
+        difference = (np.sqrt(sum(np.sum((np.float64(a) - b) ** 2) for a, b in pairs))
+                      / np.sqrt(sum(np.sum(np.float64(a) ** 2) for a, _ in pairs)))
         out[method] = {"single": single_losses, "replicated": replicated_losses,
                        "single_epochs": single_epochs, "replicated_epochs": replicated_epochs,
                        "single_eval": single_eval, "replicated_eval": replicated_eval,
-                       "weight_difference": difference}
+                       "weight_relative_difference": float(difference)}
         if method == "dvn":
             draws = mirrored.run(lambda: replicated.uniform([4]))
             first, second = (d.numpy().tolist() for d in mirrored.experimental_local_results(draws))

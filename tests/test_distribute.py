@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tfsp import experiment
@@ -24,16 +23,30 @@ def test_mirrored_over_two_devices_matches_one_device():
                           env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[len("RESULT "):])
+    # Two replicas add partial sums in another order than one device, so float32 results differ
+    # by rounding (~6e-8 relative per sum), and this is all replication may change. Adam divides
+    # each gradient component by its own running scale, so a component whose gradient is near
+    # Adam's epsilon turns rounding into a visible step; elsewhere the steps agree. Measured:
+    # final weights differ by 2e-8 to 3e-7 of their norm over 4 seeds (the largest, infnet, from
+    # one such component), per-batch and epoch losses by at most 3e-7 relative. A replica
+    # share of the global-batch loss halved gives 2e-2 to 5e-2 of the weights' norm and 0.2
+    # relative in the losses; weight decay not split over the replicas gives 9e-4 (spen) to 5e-2.
+    # So 1e-5 relative: 30x above rounding, 2 to 3 orders of magnitude below those bugs. Losses
+    # near 0 are differences of O(1) terms (hinges, energy gaps), hence an absolute floor.
+    loss_tolerance = dict(rel=1e-5, abs=1e-6)
     for method in METHODS:
         single, replicated = result[method]["single"], result[method]["replicated"]
         assert len(single) == len(replicated) == 8  # 2 epochs of 4 batches, the last one of 1 example
         for a, b in zip(single, replicated):
             assert set(a) == set(b)
             for key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (method, key, a, b)
+                assert b[key] == pytest.approx(a[key], **loss_tolerance), (method, key, a, b)
         for key, values in result[method]["single_epochs"].items():
-            np.testing.assert_allclose(result[method]["replicated_epochs"][key], values, rtol=1e-5, atol=1e-6)
-        assert result[method]["weight_difference"] < 1e-5, method
+            assert result[method]["replicated_epochs"][key] == pytest.approx(values, **loss_tolerance), (method, key)
+        weight_difference = result[method]["weight_relative_difference"]
+        assert weight_difference < 1e-5, (method, weight_difference)
+        # F1 counts thresholded predictions: equal unless a score lies within rounding of the
+        # threshold (measured equal for every method; the halved share changes it by 0.2-4%).
         assert result[method]["replicated_eval"] == pytest.approx(result[method]["single_eval"], rel=1e-5, abs=1e-5)
     first, second = result["replica_draws"]
     assert first != second, "both replicas drew the same random numbers"
