@@ -446,11 +446,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+            raise ConfigError("--strategy=multi_worker needs the TF_CONFIG environment variable "
                              '(e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
                              '"task": {"type": "worker", "index": 0}}); see launch/multi_worker.sh')
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r}; valid: {list(STRATEGIES)}")
+    raise ConfigError(f"unknown strategy {name!r}; valid: {list(STRATEGIES)}")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

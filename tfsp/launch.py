@@ -291,13 +291,11 @@ def export_saved(config, model_dir) -> int:
     from tfsp.data.errors import DataError
 
     if not FLAGS.export_dir:
-        raise app.UsageError("--mode=export needs --export_dir")
+        return fail("--mode=export needs --export_dir", 2)
     try:
         path = export.export_from_model_dir(config, model_dir, FLAGS.export_dir)
     except (DataError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail(e, 1)
     print(f"exported: {path}")
     return 0
 
