@@ -46,10 +46,12 @@ OLD=(--set optimizer.learning_rate=0.001 --set sample_weights='{"inference":1,"a
      --set validation_every=20)
 python -m tfsp.launch --task=horses --method=dvn --data_dir="$DATA" --model_dir="$RUNS/horses-dvn" --verbose=2 \
   --step_curve=20 --epochs=40 "${OLD[@]}" --set value_net.activation=relu
-# ... with 10 training refinement steps, 60 epochs (the value net died; written as horses-dvn.json, renamed):
-python -m tfsp.launch --task=horses --method=dvn --data_dir="$DATA" --model_dir="$RUNS/horses-dvn" --verbose=2 \
-  --step_curve=20 --epochs=60 "${OLD[@]}" --set value_net.activation=relu --set train_refine.steps=10
-mv results/horses-dvn.json results/horses-dvn-train10.json
+# ... with 10 training refinement steps, 60 epochs (the value net died). The committed
+# horses-dvn-train10.json resumed the 40-epoch run's model dir with the new setting, which the
+# launcher now refuses (its first 40 epochs had 5 steps); trained from scratch it is:
+python -m tfsp.launch --task=horses --method=dvn --data_dir="$DATA" --model_dir="$RUNS/horses-dvn-train10" --verbose=2 \
+  --results_suffix=-train10 --step_curve=20 --epochs=60 "${OLD[@]}" --set value_net.activation=relu \
+  --set train_refine.steps=10
 # ... with leaky ReLU, 40 epochs resumed to 120:
 LEAKY=(--task=horses --method=dvn --data_dir="$DATA" --seed=0 --model_dir="$RUNS/horses-dvn-leaky"
        --results_suffix=-leaky --verbose=2 --step_curve=20 "${OLD[@]}" --set value_net.activation=leaky_relu)
