@@ -129,3 +129,24 @@ def test_final_epochs_on_train_and_validation(tiny_mulan, tmp_path):
     # Validation is monitored only while it is held out.
     assert len(record["history"]["loss"]) == 3 and len(record["history"]["val_example_f1"]) == 2
     assert tf.train.get_checkpoint_state(str(tmp_path / "run" / "checkpoints")).model_checkpoint_path.endswith("ckpt-3")
+
+
+def test_budget_in_updates_cheap_validation_and_sparse_checkpoints(tiny_mulan, tmp_path):
+    """--set updates sizes the run (epochs = ceil(updates / steps per epoch)); validation on a
+    fixed subset; checkpoints every 2 epochs and after the last; the record splits the time."""
+    arff, xml = tiny_mulan
+    proc = launch("--task=mlc", "--method=dvn", f"--arff={arff}", f"--xml={xml}",
+                  f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
+                  "--refine_steps=2", "--set", "train_refine.steps=2", "--set", "data.batch_size=50",
+                  "--set", "updates=14", "--set", "validation_images=5", "--set", "checkpoint_every=2",
+                  "--verbose=0", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "mlc-dvn.json").read_text())
+    steps = record["steps_per_epoch"]
+    epochs = -(-14 // steps)
+    assert record["epochs_run"] == epochs and record["updates"] == epochs * steps
+    assert record["config"]["epochs"] == epochs
+    assert 0 <= record["validation_seconds"] <= record["train_seconds"]
+    kept = sorted(int(p.name[len("ckpt-"):-len(".index")])
+                  for p in (tmp_path / "run" / "checkpoints").glob("ckpt-*.index"))
+    assert kept[-1] == epochs and all(k % 2 == 0 or k == epochs for k in kept), kept
