@@ -154,7 +154,7 @@ def test_launch_implicit_on_tiny_arff(tiny_mulan, tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "results" / "mlc-implicit-cd.json").read_text())
-    assert record["variant"] == "cd" and record["config"]["primary_loss"] == "cd"
+    assert record["variant"] == "cd" and record["config"]["settings"]["primary_loss"] == "cd"
     assert 0 <= record["metrics"]["example_f1"] <= 100
     assert 0 <= record["metrics_inference_net"]["example_f1"] <= 100
     tags = set()

@@ -51,10 +51,11 @@ def test_lfw_launch_end_to_end(tmp_path):
 
     # --mode=probe: D's value vs the oracle for reference outputs, from the run's weights.
     probe = subprocess.run(
-        [sys.executable, "-m", "tfsp.launch", "--task=lfw", f"--data_dir={lfw}", "--mode=probe",
+        [sys.executable, "-m", "tfsp.launch", "--task=lfw", f"--data_dir={lfw}", "--mode=probe", "--epochs=1",
          f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
          "--set", "inference_net.filters=[4,8,8]", "--set", "value_net.filters=[4,8,8]",
-         "--set", "test_refine.steps=2", "--set", "data.crop_grid=2"],
+         "--set", "test_refine.steps=2", "--set", "train_refine.steps=1", "--set", "data.crop_grid=2",
+         "--set", "validation_every=1"],
         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr[-3000:]
     probed = json.loads((tmp_path / "results" / "lfw-ldrsp-probe.json").read_text())["probe"]

@@ -1,5 +1,7 @@
 """Each method learns on synthetic correlated labels: its loss goes down and its F1 beats chance."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -24,15 +26,19 @@ def chance_f1(y, seed=0):
     return 100 * float(np.mean(oracles.soft_f1(random, y).numpy()))
 
 
+SMALL_SETTINGS = {"optimizer": {"name": "adam", "learning_rate": 0.01},
+                  "d_optimizer": {"learning_rate": 0.01, "beta_1": 0.5},
+                  "g_optimizer": {"learning_rate": 0.01, "beta_1": 0.5},
+                  "test_refine": {"steps": 10, "step_size": 0.5}, "train_refine": {"steps": 5, "step_size": 0.5}}
+"""Of these, each method takes those its settings have."""
+
+
 def method_config(method, **overrides):
     config = config_lib.ExperimentConfig(task="synthetic", method=method, seed=0)
     config.value_net = config_lib.NetworkConfig(hidden=[32], num_pairwise=8)
     config.inference_net = config_lib.NetworkConfig(hidden=[32, 32])
-    config.optimizer = config_lib.OptimizerConfig(name="adam", learning_rate=0.01)
-    config.d_optimizer = config_lib.OptimizerConfig(learning_rate=0.01, beta_1=0.5)
-    config.g_optimizer = config_lib.OptimizerConfig(learning_rate=0.01, beta_1=0.5)
-    config.test_refine = config_lib.RefineSettings(steps=10, step_size=0.5)
-    config.train_refine = config_lib.RefineSettings(steps=5, step_size=0.5)
+    own = {f.name for f in dataclasses.fields(config.settings)}
+    config_lib.merge_into(config, {k: v for k, v in SMALL_SETTINGS.items() if k in own}, "test")
     config_lib.merge_into(config, overrides, "test")
     return config
 
@@ -110,7 +116,7 @@ def test_ldrsp_schedule_switches_phases_at_the_configured_update_counts():
                            train_refine={"normalize": True, "step_size": 0.2, "steps": 2},
                            adversarial={"normalize": True, "step_size": 0.2})
     model = experiment.build_method(config, spec, steps_per_epoch=15)
-    schedule = experiment.phase_schedule(config, model, steps_per_epoch=15)
+    [schedule] = model.training_callbacks(steps_per_epoch=15)
     assert [schedule.phase_at(u) for u in (0, 19, 20, 44, 45, 1000)] == [
         "pretrain", "pretrain", "warmup", "warmup", "joint", "joint"]
     history = model.fit(train, epochs=4, verbose=0, shuffle=False, callbacks=[schedule])  # 60 updates
@@ -121,11 +127,10 @@ def test_ldrsp_schedule_switches_phases_at_the_configured_update_counts():
 
 
 def test_phase_schedule_is_refused_by_a_method_without_phases():
-    spec, _, _, _ = synthetic_task()
-    config = method_config("dvn", g_pretrain_updates=5)
-    model = experiment.build_method(config, spec, steps_per_epoch=15)
-    with pytest.raises(config_lib.ConfigError, match="no training phases"):
-        experiment.phase_schedule(config, model, steps_per_epoch=15)
+    with pytest.raises(config_lib.ConfigError, match="test: unknown key 'g_pretrain_updates' in "
+                                                     "ExperimentConfig or DVNSettings"):
+        method_config("dvn", g_pretrain_updates=5)
+    assert method_config("ldrsp").settings.g_pretrain_updates == 0
 
 
 def test_value_check_trains_the_value_net_alone_and_scores_rankings():

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfsp import config as config_lib
 from tfsp import crops, experiment
-from tfsp.methods import DVN
+from tfsp.methods import DVN, DVNSettings
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig
 from tfsp.spec import binary_segmentation_spec
@@ -42,7 +42,7 @@ def test_joint_inference_equals_crop_averaging_for_an_additive_value():
     refine_config = RefineConfig(steps=5, step_size=0.1)
     outputs = {}
     for mode in ("average", "joint"):
-        model = DVN(spec, value_net=LocalValue(), test_refine=refine_config, crop_mode=mode)
+        model = DVN(spec, value_net=LocalValue(), settings=DVNSettings(test_refine=refine_config), crop_mode=mode)
         # The value is the raw score here, so the step is the same in both modes.
         model.value_map = lambda context, training=False, m=model: (  # noqa: E731
             lambda y: m.value_net.score(context, y))
@@ -75,7 +75,10 @@ def toy_task(method_overrides, method):
     spec = binary_segmentation_spec("toy", 32, crop_size=24, crop_grid=3)
     train = segmentation_dataset(images[:64], masks[:64], 16, training=True, crop_size=24, seed=0)
     test = segmentation_dataset(images[64:], masks[64:], 32, training=False, seed=0)
-    config = config_lib.resolve("horses", method, method_overrides)
+    own = {f.name for f in dataclasses.fields(config_lib.resolve("horses", method).settings)}
+    # SMALL's optimizers: those this method has.
+    config = config_lib.resolve("horses", method, {k: v for k, v in method_overrides.items()
+                                                   if not k.endswith("optimizer") or k in own})
     config = dataclasses.replace(config, seed=0)
     return spec, train, test, config
 

@@ -28,16 +28,12 @@ from tfsp import crops, oracles, results, summaries
 from tfsp.config import (LOCATION_FIELDS, ConfigError, ExperimentConfig, NetworkConfig, OptimizerConfig,
                          assignments_for, config_differences, describe_differences, validate)
 from tfsp.datasets import TaskData, build_task_data
-from tfsp.methods import (DVN, LDRSP, SPEN, AdversarialConfig, FeedForward, ImplicitEnergy, InfNet,
-                          StructuredModel)
-from tfsp.methods.base import WithInferenceNetwork, per_example_mean
+from tfsp.methods import StructuredModel, registry
+from tfsp.methods.base import per_example_mean
 from tfsp.networks import FCN, ConvValueNet, MultiLabelEnergy, MultiLabelMLP, PatchDiscriminator
-from tfsp.refine import RefineConfig, project
+from tfsp.refine import project
 from tfsp.spec import TaskSpec
 
-METHOD_CLASSES = {"feedforward": FeedForward, "dvn": DVN, "ldrsp": LDRSP, "spen": SPEN, "infnet": InfNet,
-                  "implicit": ImplicitEnergy}
-METHODS = tuple(METHOD_CLASSES)
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -91,69 +87,53 @@ def build_optimizer(config: OptimizerConfig, steps_per_epoch: int):
     raise ValueError(f"unknown optimizer {config.name!r}; valid: ['adam', 'sgd']")
 
 
-def _refine_config(settings, spec: TaskSpec) -> RefineConfig:
-    return RefineConfig(steps=settings.steps, step_size=settings.step_size,
-                        normalize=settings.normalize, projection=spec.projection,
-                        tolerance=settings.tolerance, adam=settings.adam, decay=settings.decay,
-                        best_iterate=settings.best_iterate)
+@dataclasses.dataclass(frozen=True)
+class MethodParts:
+    """What a method's `from_settings` (tfsp.methods.registry) builds from: networks of the task's
+    kind configured by the experiment's value_net / inference_net, and the number of updates
+    in a number of epochs."""
+    spec: TaskSpec
+    config: ExperimentConfig
+    steps_per_epoch: int
+
+    def value_net(self):
+        return build_value_network(self.spec, self.config.value_net)
+
+    def inference_net(self, name: str = "inference_net"):
+        return build_inference_network(self.spec, self.config.inference_net, name=name)
+
+    def updates(self, epochs: float) -> int:
+        return int(round(epochs * self.steps_per_epoch))
 
 
-def _method_arguments(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int) -> Dict[str, Any]:
-    """Constructor arguments of the method named by config.algorithm (or config.method),
-    beyond those every method takes."""
-    algorithm = config.algorithm or config.method
-    value_net = lambda: build_value_network(spec, config.value_net)  # noqa: E731
-    inference_net = lambda: build_inference_network(spec, config.inference_net)  # noqa: E731
-    train_refine = lambda: _refine_config(config.train_refine, spec)  # noqa: E731
-    pretrain_steps = int(round(config.pretrain_epochs * steps_per_epoch))
-    adversarial = AdversarialConfig(**dataclasses.asdict(config.adversarial))
-    if algorithm == "feedforward":
-        return dict(inference_net=inference_net())
-    if algorithm == "dvn":
-        return dict(value_net=value_net(),
-                    train_refine=(_refine_config(config.test_refine, spec) if config.train_with_test_refine
-                                  else train_refine()),
-                    adversarial=adversarial, sample_weights=config.sample_weights,
-                    inference_from_ground_truth=config.inference_from_ground_truth)
-    if algorithm == "ldrsp":
-        return dict(inference_net=inference_net(), value_net=value_net(), train_refine=train_refine(),
-                    adversarial=adversarial, generator_adversarial_weight=config.generator_adversarial_weight,
-                    inference_weight=config.inference_weight, adversarial_weight=config.adversarial_weight,
-                    extra_sample_weights=config.extra_sample_weights, noisy_weight=config.noisy_weight,
-                    noise_std=config.noise_std)
-    if algorithm == "spen":
-        return dict(value_net=value_net(), train_refine=train_refine(), pretrain_steps=pretrain_steps)
-    if algorithm == "infnet":
-        return dict(inference_net=inference_net(),
-                    cost_augmented_net=build_inference_network(spec, config.inference_net,
-                                                               name="cost_augmented_net"),
-                    value_net=value_net(),
-                    test_weight=config.infnet_test_weight,
-                    cross_entropy_weight=config.infnet_cross_entropy_weight)
-    if algorithm == "implicit":
-        return dict(inference_net=inference_net(), value_net=value_net(), primary_loss=config.primary_loss,
-                    pretrain_steps=pretrain_steps, **dataclasses.asdict(config.implicit))
-    raise ValueError(f"unknown algorithm {algorithm!r} for method {config.method!r}; valid: {list(METHODS)}")
+def optimizer_settings(settings) -> Dict[str, OptimizerConfig]:
+    """The OptimizerConfig fields of a method's settings, by name: the model's `compile` arguments."""
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+            if isinstance(getattr(settings, f.name), OptimizerConfig)}
 
 
 def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int) -> StructuredModel:
-    """The method named by config.method, compiled with its optimizer(s)."""
+    """The method named by config.algorithm (or config.method), built from config.settings and
+    compiled with its optimizer(s)."""
     if config.oracle:
         spec = dataclasses.replace(spec, oracle=config.oracle)
         spec.oracle_fn  # noqa: B018 -- fails early, naming the valid oracles
-    arguments = _method_arguments(config, spec, steps_per_epoch)
-    method_class = METHOD_CLASSES[config.algorithm or config.method]
-    if method_class is not FeedForward:
-        arguments["test_refine"] = _refine_config(config.test_refine, spec)
-    model = method_class(spec=spec, seed=config.seed, crop_mode=config.crop_mode, name=config.method,
-                         **arguments)
-    if isinstance(model, WithInferenceNetwork):
-        model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
-                      g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
-                      jit_compile=config.jit_compile)
-    else:
-        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
-                      jit_compile=config.jit_compile)
+    try:
+        method = registry.get(config.algorithm or config.method)
+    except KeyError as e:
+        raise ConfigError(f"method {config.method!r}: {e.args[0]}") from None
+    if not isinstance(config.settings, method.settings_class):
+        raise ConfigError(f"method {config.method!r} takes {method.settings_class.__name__}, "
+                          f"got settings {type(config.settings).__name__}")
+    model = method.model_class.from_settings(config.settings, MethodParts(spec, config, steps_per_epoch),
+                                             spec=spec, seed=config.seed, crop_mode=config.crop_mode,
+                                             name=config.method)
+    optimizers = {name: build_optimizer(settings, steps_per_epoch)
+                  for name, settings in optimizer_settings(config.settings).items()}
+    if set(optimizers) != set(model.optimizer_names):
+        raise TypeError(f"{method.settings_class.__name__} has optimizers {sorted(optimizers)}, "
+                        f"{method.model_class.__name__} compiles {sorted(model.optimizer_names)}")
+    model.compile(**optimizers, jit_compile=config.jit_compile)
     build(model, spec)
     return model
 
@@ -200,42 +180,6 @@ def random_states(model: StructuredModel) -> list:
     the model and so is checkpointed with it."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
-
-
-class PhaseSchedule(keras.callbacks.Callback):
-    """Switches the model's training phase (LDRSP: pretrain, warmup, joint) at update counts:
-    `boundaries` = [(first update of the phase, phase), ...] in increasing order. The update
-    count is epoch × steps_per_epoch + batch, so a resumed run is in the phase it left."""
-
-    def __init__(self, boundaries, steps_per_epoch: int):
-        super().__init__()
-        self.boundaries, self.steps_per_epoch = list(boundaries), int(steps_per_epoch)
-        self._epoch = 0
-
-    def phase_at(self, update: int) -> str:
-        return [phase for first, phase in self.boundaries if update >= first][-1]
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        phase = self.phase_at(self._epoch * self.steps_per_epoch + batch)
-        if phase != self.model.training_phase:
-            logging.info("training phase %s from update %d", phase, self._epoch * self.steps_per_epoch + batch)
-            self.model.set_training_phase(phase)
-            self.model.make_train_function()
-
-
-def phase_schedule(config: ExperimentConfig, model, steps_per_epoch: int) -> Optional[PhaseSchedule]:
-    """The LDRSP schedule of config.g_pretrain_updates / d_warmup_updates, if any."""
-    if not (config.g_pretrain_updates or config.d_warmup_updates):
-        return None
-    if not hasattr(model, "set_training_phase"):
-        raise ConfigError(f"g_pretrain_updates / d_warmup_updates: method {config.method!r} has no "
-                          "training phases (LDRSP has)")
-    first_joint = config.g_pretrain_updates + config.d_warmup_updates
-    return PhaseSchedule([(0, "pretrain"), (config.g_pretrain_updates, "warmup"), (first_joint, "joint")],
-                         steps_per_epoch)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -539,8 +483,9 @@ def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredMode
         "method": config.method,
         "metrics": {k: v for k, v in test_metrics.items() if not k.startswith(prefix)},
     }
-    if (config.algorithm or config.method) == "implicit":
-        record["variant"] = config.primary_loss  # the README table keeps one row per primary loss
+    variant = type(model).variant(config.settings)
+    if variant:
+        record["variant"] = variant  # e.g. the README table keeps one row per primary loss
     if config.select_on:
         record["variant"] = (record.get("variant", "") + f" select {config.select_on}").strip()
     of_g = {k[len(prefix):]: v for k, v in test_metrics.items() if k.startswith(prefix)}
@@ -767,9 +712,7 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         callbacks.append(summaries.RefinementImages(own_dir / "logs", images.numpy(), truths.numpy(),
                                                     every=max(1, config.epochs // 20)))
     callbacks += summaries.monitoring_callbacks(config, data, own_dir / "logs")
-    schedule = phase_schedule(config, model, steps_per_epoch)
-    if schedule is not None:
-        callbacks.insert(0, schedule)
+    callbacks = model.training_callbacks(steps_per_epoch) + callbacks
 
     def training_data(from_epoch, stream, finite):
         """Epoch-keyed stream where the loader has one (exact resumes), else the finite pipeline."""

@@ -21,7 +21,6 @@ Figures (matplotlib, Agg), all in output_dir, each curve labelled by its results
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import glob
 import json
@@ -36,14 +35,21 @@ from absl import app, flags
 from tfsp.results import atomic_write_text, command_line
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("results_dir", "results", "Folder of results/*.json.")
-flags.DEFINE_string("output_dir", None, "Folder the page (results.md) and the figures are written to "
-                    "(default: --results_dir); its links are relative to it.")
-flags.DEFINE_string("readme", None, "If set, replace the block between the results markers in this file.")
-flags.DEFINE_bool("figures", True, "Write PNG figures beside the results.")
-flags.DEFINE_bool("qualitative", False, "Also draw qualitative grids of the segmentation tasks from the "
-                  "runs' model dirs (--model_dir of each result's command; needs the data, see --qualitative_data_dir).")
-flags.DEFINE_string("qualitative_data_dir", None, "--qualitative: data folder (default: the runs' own).")
+
+
+def define_flags() -> None:
+    """The program's flags; defined only when run as a program, so importing the tables' functions
+    (the tests, another program such as tfsp.launch in the same process) adds none."""
+    flags.DEFINE_string("results_dir", "results", "Folder of results/*.json.")
+    flags.DEFINE_string("output_dir", None, "Folder the page (results.md) and the figures are written to "
+                        "(default: --results_dir); its links are relative to it.")
+    flags.DEFINE_string("readme", None, "If set, replace the block between the results markers in this file.")
+    flags.DEFINE_bool("figures", True, "Write PNG figures beside the results.")
+    flags.DEFINE_bool("qualitative", False, "Also draw qualitative grids of the segmentation tasks from the "
+                      "runs' model dirs (--model_dir of each result's command; needs the data, see "
+                      "--qualitative_data_dir).")
+    flags.DEFINE_string("qualitative_data_dir", None, "--qualitative: data folder (default: the runs' own).")
+
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -57,17 +63,6 @@ def load_results(results_dir: str) -> List[Dict]:
             record["_path"] = os.path.abspath(path)
             records.append(record)
     return records
-
-
-@functools.lru_cache(maxsize=None)
-def _map_fields() -> frozenset:
-    """Config fields that are maps (e.g. sample_weights), compared and shown whole; the other
-    dict-valued fields are nested settings, compared field by field."""
-    from tfsp.config import ExperimentConfig
-
-    defaults = ExperimentConfig()
-    return frozenset(f.name for f in dataclasses.fields(ExperimentConfig)
-                     if isinstance(getattr(defaults, f.name), dict))
 
 
 def _flatten(config: Dict, prefix: str = "", whole=frozenset()) -> Dict:
@@ -92,11 +87,13 @@ def _canonical(value):
 
 
 @functools.lru_cache(maxsize=None)
-def _config_defaults() -> Dict:
-    """Read-only (shared by every call)."""
-    from tfsp.config import ExperimentConfig
+def _config_defaults(method: str, algorithm: str) -> Dict:
+    """The defaults of the method's configuration by setting name (tfsp.config.setting_name), the
+    method's settings beside the experiment's; read-only (shared by every call)."""
+    from tfsp.config import ExperimentConfig, leaf_fields, setting_name
 
-    return _flatten(ExperimentConfig().to_dict(), whole=_map_fields())
+    return {setting_name(path): value
+            for path, value in leaf_fields(ExperimentConfig(method=method, algorithm=algorithm)).items()}
 
 
 # Config fields that do not change what a run trains or measures: where the data was read
@@ -106,11 +103,16 @@ IGNORED_FIELDS = ("seed", "data.data_dir", "data.arff", "data.xml", "data.eval_b
 
 
 def _signature(config: Dict):
-    """A run's configuration without IGNORED_FIELDS (the rows' grouping key), hashable. Fields
+    """A run's configuration without IGNORED_FIELDS (the rows' grouping key), hashable, by the
+    names task files and --set use (an old flat record's settings by their new names). Fields
     a file lacks (added to the code after it was written) count at their defaults, i.e. as
     the code behaved before they existed; fields the code no longer has are no settings."""
-    defaults = _config_defaults()
-    flat = {**defaults, **{k: v for k, v in _flatten(config, whole=_map_fields()).items() if k in defaults}}
+    from tfsp.config import settings_view
+
+    defaults = _config_defaults(config.get("method", ""), config.get("algorithm", ""))
+    maps = frozenset(k for k, v in defaults.items() if isinstance(v, dict))  # compared and shown whole
+    view = _flatten(settings_view(config), whole=maps)  # an old flat record's settings by their new names
+    flat = {**defaults, **{k: v for k, v in view.items() if k in defaults}}
     for field in IGNORED_FIELDS:
         flat.pop(field, None)
     return tuple(sorted((k, json.dumps(_canonical(v), sort_keys=True)) for k, v in flat.items()))
@@ -615,4 +617,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

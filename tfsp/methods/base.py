@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Dict, Iterable, Optional
+from typing import ClassVar, Dict, Iterable, Optional
 
 import keras
 import tensorflow as tf
 
 from tfsp import crops, oracles
+from tfsp.config import POSITIVE, PROBABILITY, OptimizerConfig, at_least
 from tfsp.refine import RefineConfig, refine
 from tfsp.spec import TaskSpec
 
@@ -135,7 +136,7 @@ class RatioMetric(keras.metrics.Metric):
         return 100.0 * tf.math.divide_no_nan(self.numerator, self.denominator)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class AdversarialConfig:
     """Adversarial tuples: gradient *ascent on the value-regression loss* w.r.t. y.
 
@@ -154,6 +155,9 @@ class AdversarialConfig:
     (it evaluates the value gradient there, not the loss gradient)."""
     best_iterate: bool = False
     """Keep the most adversarial iterate (highest objective) along the ascent, per example."""
+
+    RANGES: ClassVar = {"steps": at_least(0), "step_size": POSITIVE, "from_ground_truth": PROBABILITY,
+                        "objective": ((lambda v: v in ("loss", "value")), "loss or value")}
 
     def __post_init__(self):
         if self.objective not in ("loss", "value"):
@@ -176,13 +180,19 @@ def checked_sample_weights(weights, valid, method: str) -> Dict[str, float]:
 class StructuredModel(keras.Model):
     """Base class of the methods; see the module docstring."""
 
+    refines: ClassVar[bool] = False
+    """Whether prediction refines on a value network (`value_of` is not None)."""
+    optimizer_names: ClassVar[tuple] = ("optimizer",)
+    """The attributes holding the method's optimizers, which `compile` takes by these names
+    (the OptimizerConfig fields of its settings) and checkpoints hold under them."""
+
     def __init__(self, spec: TaskSpec, test_refine: RefineConfig = RefineConfig(),
                  seed: int = 0, crop_mode: str = "average", **kwargs):
         super().__init__(**kwargs)
         if crop_mode not in crops.CROP_MODES:
             raise ValueError(f"unknown crop mode {crop_mode!r}; valid: {crops.CROP_MODES}")
         self.spec = spec
-        self.test_refine = test_refine
+        self.test_refine = self.on_task(test_refine)
         self.crop_mode = crop_mode
         self.seed = int(seed)
         self.standardize = (Standardize(spec.feature_mean, spec.feature_std, name="standardize")
@@ -202,6 +212,22 @@ class StructuredModel(keras.Model):
                 self.eval_trackers[full] = RatioMetric(name=full)
 
     # ----- what subclasses provide -------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings, parts, **common) -> "StructuredModel":
+        """The method built from its registered settings (tfsp.methods.registry); `parts`
+        (tfsp.build.MethodParts) makes its networks, `common` holds spec, seed, crop_mode, name."""
+        raise NotImplementedError
+
+    @classmethod
+    def variant(cls, settings) -> str:
+        """What tells runs of this method apart in results names and the README's rows beside
+        the method's name (e.g. the implicit trainer's primary loss); "" for none."""
+        return ""
+
+    def training_callbacks(self, steps_per_epoch: int) -> list:
+        """Keras callbacks the method's training needs (e.g. LDRSP's phase schedule)."""
+        return []
+
     def prediction_kinds(self):
         """Metric-name prefixes of the predictions `infer` returns: "" for the final one,
         "inference_net_" for G(x) alone where there is a G."""
@@ -212,10 +238,9 @@ class StructuredModel(keras.Model):
         extra outputs to report (e.g. {"y_inference_net": G(x)})."""
         raise NotImplementedError
 
-    @property
-    def refines(self) -> bool:
-        """Whether prediction refines on a value network (`value_of` is not None)."""
-        return getattr(self, "value_net", None) is not None
+    def on_task(self, config: RefineConfig) -> RefineConfig:
+        """`config` refining on this task's feasible set (its projection)."""
+        return dataclasses.replace(config, projection=self.spec.projection)
 
     def set_test_settings(self, refine: Optional[RefineConfig] = None,
                           crop_mode: Optional[str] = None, crop_grid: Optional[int] = None) -> None:
@@ -264,9 +289,8 @@ class StructuredModel(keras.Model):
         return {}
 
     def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:
-        """The method's optimizers by attribute name (one for most methods, two for LDRSP)."""
-        return {name: getattr(self, name) for name in ("optimizer", "d_optimizer", "g_optimizer")
-                if getattr(self, name, None) is not None}
+        """The method's optimizers by attribute name (`optimizer_names`)."""
+        return {name: getattr(self, name) for name in self.optimizer_names}
 
     def build_networks(self, x) -> None:
         """Creates every network's variables from a batch of raw x: those `infer` uses, and
@@ -516,22 +540,29 @@ class TrainingSteps:
                 optimizer.build(variables)
 
 
+@dataclasses.dataclass
+class WithInferenceNetworkSettings:
+    """What the settings of every method with an inference network begin with: its two
+    optimizers, Adam with β1 = 0.5 by default (as the adversarially trained LDRSP has it), and
+    the test-time refinement of G(x)."""
+    d_optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(beta_1=0.5))
+    """Of the value / energy network."""
+    g_optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(beta_1=0.5))
+    """Of the inference network(s)."""
+    test_refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
+
+
 class WithInferenceNetwork(StructuredModel):
     """Methods with an inference network G(x) (or A_θ(x)) beside the value/energy network:
     two optimizers, `d_optimizer` for the value/energy network and `g_optimizer` for the
     inference network(s), and two predictions to score, the final one and G(x) alone."""
 
-    default_beta_1 = 0.9
-    """Adam β1 of the default optimizers (0.5 for the adversarially trained LDRSP)."""
+    optimizer_names = ("d_optimizer", "g_optimizer")
 
-    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(optimizer=None, **kwargs)  # Keras's default would be an unused RMSprop
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3, beta_1=self.default_beta_1)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3, beta_1=self.default_beta_1)
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
         self.optimizer = TrainingSteps(self.d_optimizer, self.g_optimizer)
-
-    def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:
-        return {"d_optimizer": self.d_optimizer, "g_optimizer": self.g_optimizer}
 
     def prediction_kinds(self):
         return ("", "inference_net_")
