@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from conftest import correlated_multilabel
 from tfsp import config as config_lib
-from tfsp import experiment, oracles
+from tfsp import evaluation, experiment, oracles
 from tfsp.spec import multilabel_spec
 
 
@@ -68,7 +68,7 @@ def test_method_learns(method, overrides):
     history = model.fit(train, epochs=6, verbose=0, shuffle=False)
     losses = history.history["loss"]
     assert losses[-1] < losses[0], losses
-    metrics = experiment.evaluate(model, test)
+    metrics = evaluation.evaluate(model, test)
     assert metrics["example_f1"] > chance_f1(y[300:]) + 20, (metrics, chance_f1(y[300:]))
     outputs = model.predict(test, verbose=0)
     assert outputs["y"].shape == (100, 8)

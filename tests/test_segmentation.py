@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfsp import config as config_lib
-from tfsp import crops, experiment
+from tfsp import crops, evaluation, experiment
 from tfsp.methods import DVN, DVNSettings
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig
@@ -103,30 +103,30 @@ def test_segmentation_methods_learn_toy_shapes(method, extra):
     model = experiment.build_method(config, spec, steps_per_epoch=4)
     history = model.fit(train, epochs=8, verbose=0, shuffle=False)
     assert history.history["loss"][-1] < history.history["loss"][0]
-    metrics = experiment.evaluate(model, test)
+    metrics = evaluation.evaluate(model, test)
     # All-foreground scores the mean foreground fraction (about 0.2); the methods must beat it clearly.
     assert metrics["mean_iou"] > 45, metrics
     assert 0 < metrics["global_iou"] <= 100
     if method != "fcn":
-        by_mode = experiment.crop_mode_metrics(model, test)
+        by_mode = evaluation.crop_mode_metrics(model, test)
         assert set(by_mode) == {"average", "joint"}
         # The mode the model uses gives the metrics above; the other one is a fresh compile.
         assert by_mode[model.crop_mode]["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
-        assert experiment.evaluate(model, test)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
+        assert evaluation.evaluate(model, test)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
         # The step curve's last step (and its step 0 for G alone) are the test metrics, so a
         # run with a step curve evaluates the test set once, not twice.
-        curve = experiment.step_curve(model, test, model.test_refine.steps)
-        from_curve = experiment.metrics_from_step_curve(model, curve)
+        curve = evaluation.step_curve(model, test, model.test_refine.steps)
+        from_curve = evaluation.metrics_from_step_curve(model, curve)
         assert set(from_curve) == set(metrics), (from_curve, metrics)
         for name, value in metrics.items():
             assert from_curve[name] == pytest.approx(value, abs=1e-3), name
         if method == "ldrsp":
             # Steps selected on a validation set: the best of its step curve, then used.
-            selected = experiment.select_refine_steps(model, test)
+            selected = evaluation.select_refine_steps(model, test)
             best = max(selected["validation_curve"]["mean_iou"])
             assert selected["configured"] == 5 and model.test_refine.steps == selected["chosen"]
             assert selected["validation_curve"]["mean_iou"][selected["chosen"]] == best
-            assert experiment.evaluate(model, test)["mean_iou"] == pytest.approx(best, abs=1e-3)
+            assert evaluation.evaluate(model, test)["mean_iou"] == pytest.approx(best, abs=1e-3)
     outputs = model.predict(test, verbose=0)
     assert outputs["y"].shape == (32, 32, 32, 1)
 

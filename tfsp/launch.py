@@ -251,7 +251,9 @@ def main(argv):
                                     verbose=verbose, strategy=FLAGS.strategy, export_dir=FLAGS.export_dir,
                                     **recording)
         elif FLAGS.mode == "probe":
-            record = experiment.probe_saved(config, model_dir, results_path, **recording)
+            from tfsp import probe
+
+            record = probe.probe_saved(config, model_dir, results_path, **recording)
         elif FLAGS.mode == "check":
             from tfsp import value_check
 

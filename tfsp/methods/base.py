@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tfsp import crops, oracles
 from tfsp.config import POSITIVE, PROBABILITY, OptimizerConfig, at_least
+from tfsp.methods.keras_build import BuiltBeforeFit
 from tfsp.refine import RefineConfig, refine
 from tfsp.spec import TaskSpec
 
@@ -177,7 +178,7 @@ def checked_sample_weights(weights, valid, method: str) -> Dict[str, float]:
     return {k: float(v) for k, v in weights.items() if v}
 
 
-class StructuredModel(keras.Model):
+class StructuredModel(BuiltBeforeFit, keras.Model):
     """Base class of the methods; see the module docstring."""
 
     refines: ClassVar[bool] = False
@@ -396,17 +397,6 @@ class StructuredModel(keras.Model):
 
     def train_results(self):
         return step_logs({name: tracker.result() for name, tracker in self.train_trackers.items()})
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a strategy, Keras fetches a first batch here and averages it with
-        # strategy.reduce, which fails for (x, y) batches under MultiWorkerMirroredStrategy.
-        # experiment.build() has made every variable, so the build needs no batch then.
-        built = all(layer.built for layer in self._flatten_layers())
-        if iterator is not None and built and getattr(self, "_distribute_strategy", None) is not None:
-            with self.distribute_strategy.scope():
-                self._symbolic_build(data_batch=None)
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def call(self, x, training=False):
         return self.infer(x, training=training)["y"]
