@@ -9,6 +9,7 @@ import tensorflow as tf
 from conftest import correlated_multilabel
 from tfsp import config as config_lib
 from tfsp import evaluation, experiment, oracles
+from tfsp.methods.tuples import reference_samples
 from tfsp.spec import multilabel_spec
 
 
@@ -98,7 +99,7 @@ def test_reference_samples_are_made_from_the_ground_truth_alone():
     model = experiment.build_method(method_config("ldrsp", extra_sample_weights={"mismatched": 1.0}),
                                     spec, steps_per_epoch=1)
     y_true = tf.constant(y[:4], tf.float32)
-    samples = model.reference_samples(["mismatched", "ground_truth"], y_true)
+    samples = reference_samples(model, ["mismatched", "ground_truth"], y_true)
     assert list(samples) == ["ground_truth", "mismatched"]  # a fixed order, whatever was asked
     np.testing.assert_array_equal(samples["mismatched"].numpy(), np.roll(y[:4], 1, axis=0))
     np.testing.assert_array_equal(samples["ground_truth"].numpy(), y[:4])

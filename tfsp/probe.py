@@ -11,7 +11,7 @@ from tfsp import results
 from tfsp.config import ConfigError, ExperimentConfig
 from tfsp.experiment import restore
 from tfsp.methods import StructuredModel
-from tfsp.methods.base import per_example_mean
+from tfsp.methods.replicas import per_example_mean
 from tfsp.refine import project
 from tfsp.spec import TaskSpec
 

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfsp.config import ConfigError, ExperimentConfig
-from tfsp.methods.base import StructuredModel, per_example_mean
+from tfsp.methods.base import StructuredModel
+from tfsp.methods.replicas import per_example_mean
 from tfsp.refine import project
 
 WRONG_KINDS = ("other_example_ground_truth", "shifted_ground_truth", "zeros", "ones", "noise", "blurred_noise")

@@ -6,14 +6,7 @@ any). This base class turns them into `infer` (refinement, on crops for
 segmentation), `predict_step` and `test_step`, tracks every loss term and
 metric with `keras.metrics.Mean` (so values aggregate correctly over batches
 and replicas), and owns the input standardization and the refinement configs.
-
-Replication (tf.distribute): a `train_step` runs once per replica on that replica's
-part of the global batch, and the optimizers sum the replicas' gradients. So every
-loss term is the replica's *share* of the global-batch mean (`GlobalBatch.mean`:
-sum over the local examples / global batch size), penalties are divided by the
-number of replicas (`GlobalBatch.penalty`), statistics passed to `track` are such
-shares too (`track` sums them over the replicas), and random numbers come from
-`self.uniform`, whose generator gives every replica its own stream.
+Replication: see tfsp.methods.replicas; tuples generated for training: tfsp.methods.tuples.
 """
 
 from __future__ import annotations
@@ -26,75 +19,11 @@ import keras
 import tensorflow as tf
 
 from tfsp import crops, oracles
-from tfsp.config import POSITIVE, PROBABILITY, OptimizerConfig, at_least
+from tfsp.config import OptimizerConfig
 from tfsp.methods.keras_build import BuiltBeforeFit
+from tfsp.methods.replicas import GlobalBatch, _replica_context, per_example_mean, step_logs
 from tfsp.refine import RefineConfig, refine
 from tfsp.spec import TaskSpec
-
-
-def per_example_mean(values):
-    """[B] stays; [B, ...] per-position values are averaged per example (also for B = 0)."""
-    if values.shape.rank == 1:
-        return values
-    return tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
-
-
-def _replica_context():
-    """The replica context of a multi-replica step, or None (one replica, or cross-replica code)."""
-    context = tf.distribute.get_replica_context()
-    return context if context is not None and context.num_replicas_in_sync > 1 else None
-
-
-def sum_over_replicas(values):
-    """The sum of per-replica shares over the replicas (identity with one replica): for
-    values used other than through an optimizer, which sums gradients by itself."""
-    context = _replica_context()
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, values) if context is not None else values
-
-
-def repeat(count: int, body, state):
-    """state = body(state) `count` times: a tf.while_loop, or a Python loop (unrolled in the
-    graph) under a tf.distribute strategy, whose synchronization points (optimizer updates,
-    all-reduces) cannot sit inside a while_loop body."""
-    if not tf.distribute.has_strategy():
-        return tf.while_loop(lambda *_: True, body, state, maximum_iterations=int(count))
-    for _ in range(int(count)):
-        state = body(*state)
-    return state
-
-
-def step_logs(results: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """What a train/test step returns. Keras averages the replicas' step outputs under
-    MultiWorkerMirroredStrategy with reduce(MEAN, axis=0), which needs an axis, so there
-    each scalar gets one (epoch-end logs are read from the metrics and stay scalars)."""
-    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-        return {name: tf.reshape(value, [1]) for name, value in results.items()}
-    return results
-
-
-class GlobalBatch:
-    """One replica's part of a training step's global batch (all replicas' examples together).
-
-    Keras optimizers sum the replicas' gradients, so a loss built from `mean` and
-    `penalty` has the gradient of the global-batch loss, whatever the number of
-    replicas and however unevenly the batch was split (a replica may get no examples).
-    """
-
-    def __init__(self, local_size):
-        context = _replica_context()
-        local = tf.cast(local_size, tf.float32)
-        self.num_replicas = context.num_replicas_in_sync if context is not None else 1
-        self.size = context.all_reduce(tf.distribute.ReduceOp.SUM, local) if context is not None else local
-
-    def mean(self, values):
-        """This replica's share of the global-batch mean of per-example values
-        ([B], or [B, ...] averaged per example first)."""
-        return tf.reduce_sum(per_example_mean(values)) / self.size
-
-    def penalty(self, losses):
-        """This replica's share of penalties that do not depend on the batch (e.g. weight decay)."""
-        losses = list(losses)
-        return tf.add_n(losses) / self.num_replicas if losses else 0.0
 
 
 class Standardize(keras.layers.Layer):
@@ -135,47 +64,6 @@ class RatioMetric(keras.metrics.Metric):
 
     def result(self):
         return 100.0 * tf.math.divide_no_nan(self.numerator, self.denominator)
-
-
-@dataclasses.dataclass
-class AdversarialConfig:
-    """Adversarial tuples: gradient *ascent on the value-regression loss* w.r.t. y.
-
-    steps / step_size: the ascent (DVN: one step of the inference step size).
-    from_ground_truth: fraction of examples started from y*; the rest start from
-        the method's default start (zeros for DVN, G(x) for LDRSP).
-    """
-
-    steps: int = 1
-    step_size: float = 0.5
-    normalize: bool = False
-    from_ground_truth: float = 0.5
-    objective: str = "loss"
-    """"loss": ascend D's regression loss (DVN paper Sec. 3.2, LDRSP/ALEN); "value": ascend D's
-    value instead, which is what the published DVN code's adversarial branch computes
-    (it evaluates the value gradient there, not the loss gradient)."""
-    best_iterate: bool = False
-    """Keep the most adversarial iterate (highest objective) along the ascent, per example."""
-
-    RANGES: ClassVar = {"steps": at_least(0), "step_size": POSITIVE, "from_ground_truth": PROBABILITY,
-                        "objective": ((lambda v: v in ("loss", "value")), "loss or value")}
-
-    def __post_init__(self):
-        if self.objective not in ("loss", "value"):
-            raise ValueError(f"adversarial objective must be 'loss' or 'value', got {self.objective!r}")
-
-
-REFERENCE_SAMPLE_KINDS = ("ground_truth", "stratified", "mismatched")
-"""Training tuples made from y* alone (`StructuredModel.reference_samples`)."""
-
-
-def checked_sample_weights(weights, valid, method: str) -> Dict[str, float]:
-    """{kind: weight} of the kinds with a non-zero weight; a kind not in `valid` is an error
-    naming the method and the valid kinds."""
-    unknown = set(weights) - set(valid)
-    if unknown:
-        raise ValueError(f"unknown {method} sample kinds {sorted(unknown)}; valid: {list(valid)}")
-    return {k: float(v) for k, v in weights.items() if v}
 
 
 class StructuredModel(BuiltBeforeFit, keras.Model):
@@ -445,51 +333,6 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
     def uniform(self, shape):
         """U[0, 1) draws from the sampling generator: distinct on every replica."""
         return self.sampling_rng.uniform(shape)
-
-    def adversarial_samples(self, regression_loss_fn, value_fn, y_true, y_start,
-                            config: AdversarialConfig):
-        """Tuples that the value network currently scores worst: ascend its loss from y* or y_start.
-
-        regression_loss_fn(y) -> per-example loss of D against the oracle at y
-        (the oracle value is treated as a constant in each step, as in DVN);
-        value_fn(y) -> D's value, ascended instead when config.objective == "value".
-        """
-        batch = tf.shape(y_true)[0]
-        from_truth = self.uniform([batch]) < config.from_ground_truth
-        from_truth = tf.reshape(from_truth, [-1] + [1] * (y_true.shape.rank - 1))
-        y0 = tf.where(from_truth, y_true, y_start)
-        ascent = RefineConfig(steps=config.steps, step_size=config.step_size,
-                              normalize=config.normalize, projection=self.spec.projection,
-                              best_iterate=config.best_iterate)
-        objective = regression_loss_fn if config.objective == "loss" else value_fn
-        return tf.stop_gradient(refine(objective, y0, ascent).y)
-
-    def stratified_samples(self, y_true):
-        """Interpolations y = (1 - t) y* + t u, u ~ U[0,1], with t stratified over the batch.
-
-        They cover the range of oracle values evenly, from y* (t≈0) to noise (t≈1).
-        """
-        batch = tf.shape(y_true)[0]
-        strata = (tf.cast(tf.range(batch), tf.float32) + self.uniform([batch])) / tf.cast(batch, tf.float32)
-        t = tf.reshape(strata, [-1] + [1] * (y_true.shape.rank - 1))
-        noise = self.uniform(tf.shape(y_true))
-        if self.spec.multiclass:
-            noise = noise / tf.reduce_sum(noise, axis=-1, keepdims=True)
-        return (1.0 - t) * y_true + t * noise
-
-    def mismatched_samples(self, y_true):
-        """y* of another example of the batch (the batch rolled by one): a well-formed output
-        that is wrong for this x, so D must look at x to value it (interpolations to noise and
-        steps from G(x) can be told apart from y* by their look alone)."""
-        return tf.roll(y_true, shift=1, axis=0)
-
-    def reference_samples(self, kinds, y_true) -> Dict[str, tf.Tensor]:
-        """{kind: y} for the kinds among ground_truth, stratified and mismatched: tuples made
-        from y* alone, without the value network."""
-        makers = {"ground_truth": lambda: y_true, "stratified": lambda: self.stratified_samples(y_true),
-                  "mismatched": lambda: self.mismatched_samples(y_true)}
-        return {kind: makers[kind]() for kind in REFERENCE_SAMPLE_KINDS if kind in kinds}
-
 
 class _NamedLearningRate:
     """An optimizer's learning rate under the model attribute's name (TensorBoard's tag)."""

@@ -19,7 +19,9 @@ from typing import ClassVar, Dict, Optional
 import tensorflow as tf
 
 from tfsp.config import PROBABILITY, OptimizerConfig, at_least, each
-from tfsp.methods.base import REFERENCE_SAMPLE_KINDS, AdversarialConfig, StructuredModel, checked_sample_weights
+from tfsp.methods.base import StructuredModel
+from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
+                                 checked_sample_weights, reference_samples)
 from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
@@ -103,9 +105,9 @@ class DVN(StructuredModel):
                 target = tf.stop_gradient(self.spec.oracle_fn(y, y_true))
                 logits = self.value_net.score(context, y)
                 return tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
-            samples["adversarial"] = self.adversarial_samples(regression_loss, value_fn, y_true, zeros,
+            samples["adversarial"] = adversarial_samples(self, regression_loss, value_fn, y_true, zeros,
                                                               self.adversarial)
-        samples.update(self.reference_samples(self.sample_weights, y_true))
+        samples.update(reference_samples(self, self.sample_weights, y_true))
         return samples
 
     def train_step(self, data):

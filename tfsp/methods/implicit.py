@@ -40,7 +40,8 @@ import keras
 import tensorflow as tf
 
 from tfsp.config import POSITIVE, at_least
-from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings, repeat, sum_over_replicas
+from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings
+from tfsp.methods.replicas import repeat, sum_over_replicas
 from tfsp.methods.registry import register
 from tfsp.methods.spen import ssvm_hinge
 from tfsp.networks import ValueNetwork

@@ -30,8 +30,10 @@ import tensorflow as tf
 from absl import logging
 
 from tfsp.config import at_least, each
-from tfsp.methods.base import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, WithInferenceNetwork,
-                               WithInferenceNetworkSettings, checked_sample_weights, per_example_mean)
+from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings
+from tfsp.methods.replicas import per_example_mean
+from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
+                                 checked_sample_weights, reference_samples)
 from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
@@ -167,9 +169,9 @@ class LDRSP(WithInferenceNetwork):
             def regression_loss(y):
                 target = tf.stop_gradient(oracle(y, y_true))
                 return per_example_mean(_half_squared_error(value_map(y), target))
-            samples["adversarial"] = self.adversarial_samples(regression_loss, value_fn,
+            samples["adversarial"] = adversarial_samples(self, regression_loss, value_fn,
                                                               y_true, y_g, self.adversarial)
-        samples.update(self.reference_samples(self.extra_sample_weights, y_true))
+        samples.update(reference_samples(self, self.extra_sample_weights, y_true))
         return samples
 
     PHASES = ("pretrain", "warmup", "joint")
