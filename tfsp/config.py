@@ -4,11 +4,15 @@ A task file (`tasks/<task>.json`) holds the papers' hyper-parameters:
 
     {"task": "bibtex", "description": ..., "references": [...],
      "experiment": {... fields of ExperimentConfig shared by all methods ...},
-     "methods": {"dvn": {... overrides for DVN ...}, "ldrsp": {...}, ...}}
+     "methods": {"dvn": {... DVN's settings, and overrides of the shared fields ...}, ...}}
 
-The launcher resolves `ExperimentConfig` = defaults <- "experiment" <- "methods"[method]
-<- command-line flags (`--set data.batch_size=64` and the named flags). Unknown keys
-are errors that name the key and the file, so a typo never silently does nothing.
+A method's settings are the fields of the dataclass its module registered
+(tfsp.methods.registry), named beside ExperimentConfig's ("test_refine": {...}) and held in
+`config.settings`. The launcher resolves `ExperimentConfig` = defaults <- "experiment" <-
+"methods"[method] <- command-line flags (`--set data.batch_size=64` and the named flags).
+Unknown keys are errors that name the key and the file, so a typo never silently does
+nothing; out-of-range values are errors of `validate` (each dataclass's RANGES).
+Stored configurations of any tfsp version are read and compared by tfsp.stored_config.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import sys
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Optional
+
+from tfsp.config_values import ConfigError, coerce  # noqa: F401 -- ConfigError: tfsp.config's error
 
 TASKS_DIR_ENV = "TFSP_TASKS_DIR"
 DATA_DIR_ENV = "TFSP_DATA_DIR"
@@ -205,10 +210,6 @@ class ExperimentConfig:
         return as_dict(self)
 
 
-class ConfigError(ValueError):
-    """A configuration key or value that does not fit; the message names where it came from."""
-
-
 def _is_dataclass_type(t) -> bool:
     return isinstance(t, type) and dataclasses.is_dataclass(t)
 
@@ -241,7 +242,7 @@ def merge_into(instance, overrides: Dict[str, Any], origin: str, prefix: str = "
         overrides = dict(overrides)
         for key in ("method", "algorithm"):
             if key in overrides:
-                setattr(instance, key, _coerce(overrides.pop(key), str, f"{origin}: {prefix}{key}"))
+                setattr(instance, key, coerce(overrides.pop(key), str, f"{origin}: {prefix}{key}"))
         instance.use_method_settings()
         if isinstance(overrides.get("settings"), dict) and instance.settings is not None:
             merge_into(instance.settings, overrides.pop("settings"), origin, prefix)
@@ -264,76 +265,8 @@ def merge_into(instance, overrides: Dict[str, Any], origin: str, prefix: str = "
             merge_into(getattr(instance, key), value, origin, prefix=f"{path}.")
         else:
             # Maps (e.g. sample_weights) are replaced whole: a task says all the kinds it uses.
-            setattr(instance, key, _coerce(value, hints[key], f"{origin}: {path}"))
+            setattr(instance, key, coerce(value, hints[key], f"{origin}: {path}"))
     return instance
-
-
-class _WrongType(Exception):
-    pass
-
-
-_TYPE_NAMES = {int: ("an integer", "integers", "150"), float: ("a number", "numbers", "0.5"),
-               str: ("a string", "strings", '"name"'), bool: ("true or false", "booleans", "true")}
-"""For error messages: (one, several, an example)."""
-
-
-def _describe(hint) -> str:
-    """What a value of type `hint` looks like, for error messages."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:
-        return " or ".join([_describe(a) for a in args if a is not type(None)] + ["null"])
-    if origin is list:
-        _, several, example = _TYPE_NAMES[args[0]]
-        return f"a list of {several}, e.g. [{example}]"
-    if origin is dict:
-        _, several, example = _TYPE_NAMES[args[1]]
-        return f'an object of {several}, e.g. {{"name": {example}}}'
-    return _TYPE_NAMES[hint][0] if hint in _TYPE_NAMES else str(hint)
-
-
-def _coerce(value, hint, where: str):
-    """`value` as the field type `hint` (int, float, bool, str, Optional, List[...], Dict[str, ...]),
-    e.g. 64 -> 64.0 for a float or "true" -> True; anything else raises ConfigError."""
-    try:
-        return _coerce_value(value, hint)
-    except _WrongType:
-        raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}") from None
-
-
-def _coerce_value(value, hint):
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:  # Optional[X]
-        if value is None:
-            return None
-        return _coerce_value(value, next(a for a in args if a is not type(None)))
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _WrongType
-        return [_coerce_value(v, args[0]) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise _WrongType
-        return {k: _coerce_value(v, args[1]) for k, v in value.items()}
-    if hint is bool:
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
-            return bool(value)
-        raise _WrongType
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        if not is_number or not math.isfinite(value) or float(value) != int(value):
-            raise _WrongType
-        return int(value)
-    if hint is float:
-        if not is_number:
-            raise _WrongType
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise _WrongType
-        return value
-    return value
 
 
 def tasks_dirs() -> List[Path]:
@@ -409,6 +342,8 @@ def resolve(task: str, method: Optional[str], overrides: Optional[Dict[str, Any]
     merge_into(config, {k: v for k, v in shared.items() if k in own or k not in others}, origin)
     merge_into(config, section, f"{origin}: methods.{method}")
     if overrides:
+        from tfsp.stored_config import renamed_settings
+
         merge_into(config, renamed_settings(overrides, config.settings), "command line")
     return config
 
@@ -439,115 +374,6 @@ def deep_update(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
         else:
             base[key] = value
     return base
-
-
-# ----- comparing configurations ---------------------------------------------------------------
-LOCATION_FIELDS = ("data.data_dir", "data.arff", "data.xml", "data.eval_batch_size")
-"""Fields that say where the data is read from and how many test examples go in a batch: the
-same files may move between machines, and neither changes a trained weight or a metric."""
-
-
-def leaf_fields(instance, prefix: str = "") -> Dict[str, Any]:
-    """{"data.batch_size": 32, "settings.sample_weights": {...}, ...}: every settable field of a
-    (nested) config dataclass that is not itself a dataclass, by its dotted path."""
-    leaves: Dict[str, Any] = {}
-    for f in settable_fields(instance):
-        value = getattr(instance, f.name)
-        if dataclasses.is_dataclass(value):
-            leaves.update(leaf_fields(value, f"{prefix}{f.name}."))
-        else:
-            leaves[prefix + f.name] = copy.deepcopy(value)
-    return leaves
-
-
-# The configuration of tfsp before methods had settings of their own: one flat ExperimentConfig
-# holding every method's fields side by side. Model dirs' config.json and records' "config"
-# written then are read through this mapping.
-RENAMED_SETTINGS = {"infnet_test_weight": "test_weight", "infnet_cross_entropy_weight": "cross_entropy_weight"}
-"""Old flat name -> the name of the field in its method's settings (the others kept their names)."""
-FLATTENED_GROUPS = ("implicit",)
-"""Old groups whose fields are now fields of the method's settings ("implicit.energy_weight" ->
-the implicit method's "energy_weight")."""
-
-
-def renamed_settings(flat: Dict[str, Any], settings) -> Dict[str, Any]:
-    """`flat` (task-file or --set layout) with the old names of `settings`' fields replaced by
-    theirs; keys already valid are left alone."""
-    names = {f.name for f in settable_fields(settings)} if settings is not None else set()
-    renamed: Dict[str, Any] = {}
-    for key, value in flat.items():
-        if key in FLATTENED_GROUPS and key not in names and isinstance(value, dict):
-            renamed.update(value)
-        else:
-            renamed[RENAMED_SETTINGS[key] if key in RENAMED_SETTINGS and key not in names else key] = value
-    return renamed
-
-
-def upgrade_config_dict(stored: Dict[str, Any]) -> Dict[str, Any]:
-    """A stored configuration (ExperimentConfig.to_dict() of any tfsp version) in this version's
-    layout: the experiment's fields, and the method's under "settings". Of an old flat one, the
-    fields of the method that ran move under "settings" (renamed_settings); the other methods'
-    fields, which it did not use, are dropped."""
-    if not isinstance(stored, dict) or "settings" in stored:
-        return stored
-    from tfsp.methods import registry
-
-    experiment_fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    upgraded = {k: v for k, v in stored.items() if k in experiment_fields}
-    settings_class = registry.settings_class(stored.get("algorithm") or stored.get("method") or "")
-    if settings_class is not None:
-        names = {f.name for f in settable_fields(settings_class)}
-        flat = renamed_settings({k: v for k, v in stored.items() if k not in experiment_fields}, settings_class)
-        upgraded["settings"] = {k: v for k, v in flat.items() if k in names}
-    return upgraded
-
-
-def settings_view(stored: Dict[str, Any]) -> Dict[str, Any]:
-    """A stored configuration with its method's settings beside the experiment's fields, by the
-    names task files and --set use (see setting_name)."""
-    upgraded = upgrade_config_dict(stored)
-    return {**{k: v for k, v in upgraded.items() if k != "settings"}, **(upgraded.get("settings") or {})}
-
-
-def config_from_dict(stored: Dict[str, Any], origin: str) -> ExperimentConfig:
-    """The ExperimentConfig a model dir's config.json (of any tfsp version) stores."""
-    return merge_into(ExperimentConfig(), upgrade_config_dict(stored), origin)
-
-
-def config_differences(stored: Dict[str, Any], config: ExperimentConfig,
-                       may_differ=()) -> List[tuple]:
-    """[(field, stored value, value in config)] for every field whose value in `config` differs
-    from `stored` (an ExperimentConfig.to_dict(): a model dir's config.json, a record's "config";
-    an old flat one is read through upgrade_config_dict). Fields are named as --set names them.
-    A field `stored` lacks counts at its default, as the code behaved before the field existed;
-    fields of `stored` that no longer exist are not settings any more and are ignored. Fields
-    named in `may_differ` (dotted paths, or a prefix such as "test_refine") are skipped."""
-    stored = upgrade_config_dict(stored)
-    defaults = leaf_fields(ExperimentConfig(method=config.method, algorithm=config.algorithm))
-    differences = []
-    for path, value in leaf_fields(config).items():
-        name = setting_name(path)
-        if any(name == skip or name.startswith(skip + ".") for skip in may_differ):
-            continue
-        node: Any = stored
-        for part in path.split("."):
-            node = node.get(part, defaults.get(path)) if isinstance(node, dict) else defaults.get(path)
-        if node != value:
-            differences.append((name, node, value))
-    return differences
-
-
-def describe_differences(differences, stored_name: str) -> str:
-    """"seed: 0 in <stored_name>, 1 now; ..." for config_differences' list."""
-    return "; ".join(f"{path}: {json.dumps(old)} in {stored_name}, {json.dumps(new)} now"
-                     for path, old, new in differences)
-
-
-def assignments_for(differences) -> str:
-    """The --set flags that restore the stored values of config_differences' list."""
-    import shlex
-
-    return " ".join(f"--set {shlex.quote(f'{path}={json.dumps(old)}')}" for path, old, _ in differences)
 
 
 # ----- validation -----------------------------------------------------------------------------

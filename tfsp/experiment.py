@@ -25,8 +25,8 @@ from absl import logging
 from tfsp import results, summaries
 from tfsp.build import build_method, dtype_policy
 from tfsp.callbacks import BestWeights, CheckpointMismatch, EpochCheckpoint, StopOnNonFinite, write_checkpoint_atomically
-from tfsp.config import (LOCATION_FIELDS, ConfigError, ExperimentConfig, assignments_for, config_differences,
-                         describe_differences, validate)
+from tfsp.config import ConfigError, ExperimentConfig, validate
+from tfsp.stored_config import LOCATION_FIELDS, assignments_for, config_differences, describe_differences
 from tfsp.datasets import build_task_data
 from tfsp.evaluation import periodic_validation_data, test_record
 from tfsp.methods import StructuredModel
