@@ -8,14 +8,25 @@ import json
 import os
 
 
-def benchmark_table(results_dir: str) -> str:
-    path = os.path.join(results_dir, "benchmark-bibtex.json")
+def _read(results_dir: str, name: str):
+    """The benchmark record results_dir/name, or None."""
+    path = os.path.join(results_dir, name)
     if not os.path.exists(path):
-        return ""
+        return None
     with open(path) as f:
-        bench = json.load(f)
-    lines = ["", f"Refinement on Bibtex shapes (20 steps; `{bench['command']}`, load average "
-                 f"{bench['machine'].get('load_average_1_5_15min', '?')}):", "",
+        return json.load(f)
+
+
+def _written_by(bench) -> str:
+    """"`<command>`, load average <1, 5, 15 min>": how a benchmark's numbers were measured."""
+    return f"`{bench['command']}`, load average {bench['machine'].get('load_average_1_5_15min', '?')}"
+
+
+def benchmark_table(results_dir: str) -> str:
+    bench = _read(results_dir, "benchmark-bibtex.json")
+    if bench is None:
+        return ""
+    lines = ["", f"Refinement on Bibtex shapes (20 steps; {_written_by(bench)}):", "",
              "| batch | compiled ms/example | XLA ms/example | eager loop ms/example | compiled ÷ eager |",
              "|---|---|---|---|---|"]
     for row in bench["refinement"]:
@@ -38,8 +49,7 @@ def segmentation_benchmark_tables(results_dir: str) -> str:
         if not rows or "crops_per_image" not in rows[0]:
             continue  # the Bibtex benchmark has its own table
         eager = "eager_loop_ms_per_image" in rows[0]
-        lines = ["", f"Test-time refinement, {bench['benchmark']} (`{bench['command']}`, load average "
-                     f"{bench['machine'].get('load_average_1_5_15min', '?')}):", "",
+        lines = ["", f"Test-time refinement, {bench['benchmark']} ({_written_by(bench)}):", "",
                  "| method | crops | images | steps × η | compiled ms/image | XLA ms/image"
                  + (" | eager loop ms/image | compiled ÷ eager |" if eager else " |"),
                  "|---|---|---|---|---|---" + ("|---|---|" if eager else "|")]
@@ -56,14 +66,11 @@ def segmentation_benchmark_tables(results_dir: str) -> str:
 
 def epoch_benchmark_table(results_dir: str) -> str:
     """Seconds per training epoch and per inference pass (launch/benchmark_epoch.py)."""
-    path = os.path.join(results_dir, "benchmark-bibtex-epoch.json")
-    if not os.path.exists(path):
+    bench = _read(results_dir, "benchmark-bibtex-epoch.json")
+    if bench is None:
         return ""
-    with open(path) as f:
-        bench = json.load(f)
-    lines = ["", f"Seconds per Bibtex epoch, one run on one machine (`{bench['command']}`, load average "
-                 f"{bench['machine'].get('load_average_1_5_15min', '?')}); the paper's seconds are on its own hardware, "
-                 "compare the ratios:", "",
+    lines = ["", f"Seconds per Bibtex epoch, one run on one machine ({_written_by(bench)}); the paper's "
+                 "seconds are on its own hardware, compare the ratios:", "",
              "| method | train s/epoch | ÷ DVN | inference s (test split) | ÷ DVN | inference net alone s | "
              "paper train s/epoch | paper inference s |",
              "|---|---|---|---|---|---|---|---|"]
