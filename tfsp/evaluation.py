@@ -9,13 +9,15 @@ import time
 from typing import Any, Dict, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfsp import crops, oracles, results
+from tfsp import crops, results
 from tfsp.config import ConfigError, ExperimentConfig
 from tfsp.datasets import TaskData
 from tfsp.methods import StructuredModel
+from tfsp.spec import metric_sums, metric_values
 
 
 def evaluate(model: StructuredModel, dataset, verbose=0) -> Dict[str, float]:
@@ -32,34 +34,38 @@ def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[s
     def batch_sums(x, y_true):
         trajectory = model.infer(x, return_trajectory=True)["trajectory"]  # [T+1, B, ...]
         t, b = tf.shape(trajectory)[0], tf.shape(trajectory)[1]
-        flat = oracles.binarize(tf.reshape(trajectory, tf.concat([[t * b], tf.shape(trajectory)[2:]], 0)),
-                                spec.multiclass)
-        truth = tf.repeat(y_true[tf.newaxis], t, axis=0)
-        truth = tf.reshape(truth, tf.shape(flat))
-        sums = {name: tf.reduce_sum(tf.reshape(fn(flat, truth), [t, b]), axis=1)
-                for name, fn in spec.metrics.items()}
-        for name, (numerator, denominator) in spec.ratio_metrics.items():
-            sums[name] = tf.stack([tf.reduce_sum(tf.reshape(fn(flat, truth), [t, b]), axis=1)
-                                   for fn in (numerator, denominator)])
-        return sums, b
+        flat = tf.reshape(trajectory, tf.concat([[t * b], tf.shape(trajectory)[2:]], 0))
+        truth = tf.reshape(tf.repeat(y_true[tf.newaxis], t, axis=0), tf.shape(flat))
+        return metric_sums(spec, flat, truth, groups=t)  # per step: [T+1] sums
 
     with model.test_settings(refine=dataclasses.replace(model.test_refine, steps=steps, tolerance=0.0)):
-        totals, count = None, 0
+        totals = None
         batches = int(dataset.cardinality().numpy())
         progress = keras.utils.Progbar(batches if batches > 0 else None,
                                        verbose=1 if verbose == "auto" else int(verbose))
         for batch, (x, y_true) in enumerate(dataset):
-            sums, b = batch_sums(x, tf.cast(y_true, tf.float32))
-            sums = {k: v.numpy() for k, v in sums.items()}
-            totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
-            count += int(b)
+            sums = {k: (n.numpy(), d.numpy()) for k, (n, d) in batch_sums(x, tf.cast(y_true, tf.float32)).items()}
+            totals = sums if totals is None else {k: (totals[k][0] + n, totals[k][1] + d) for k, (n, d) in sums.items()}
             progress.update(batch + 1)
     curve = {"step": list(range(steps + 1))}
-    curve.update({name: [float(v) / count for v in totals[name]] for name in spec.metrics})
-    for name in spec.ratio_metrics:  # pooled over the set, like RatioMetric
-        numerator, denominator = totals[name]
-        curve[name] = [100.0 * float(n) / float(d) if d else 0.0 for n, d in zip(numerator, denominator)]
+    curve.update({name: [float(v) for v in values] for name, values in metric_values(spec, totals).items()})
     return curve
+
+
+def predicted_test_metrics(model: StructuredModel, data: TaskData, verbose=0) -> Dict[str, float]:
+    """The test metrics `evaluate` computes and the task's own (data.test_metrics, e.g. LFW's at
+    250x250), all from one prediction pass over the test split (each pass is minutes on a CPU);
+    G-alone metrics prefixed inference_net_."""
+    outputs = model.predict(data.test, verbose=verbose)
+    labels = tf.constant(np.concatenate([y.numpy() for _, y in data.test]), tf.float32)
+    metrics = {}
+    for key, prefix in (("y", ""), ("y_inference_net", "inference_net_")):
+        if key in outputs:
+            values = metric_values(model.spec, metric_sums(model.spec, tf.constant(outputs[key]), labels))
+            values = {name: float(value) for name, value in values.items()}
+            values.update(data.test_metrics(outputs[key]))
+            metrics.update({prefix + name: value for name, value in values.items()})
+    return metrics
 
 
 def metrics_from_step_curve(model: StructuredModel, curve: Dict[str, list]) -> Dict[str, float]:
@@ -93,10 +99,8 @@ def test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel
     curve = None
     if step_curve_steps:
         curve = step_curve(model, data.test, step_curve_steps, verbose=verbose)
-    if data.full_resolution_eval is not None:
-        # e.g. LFW: the working-resolution metrics and those at 250x250 from one prediction pass
-        # (G-alone keys carry the prefix too).
-        test_metrics = data.full_resolution_eval(model, verbose=verbose)
+    if data.test_metrics is not None:
+        test_metrics = predicted_test_metrics(model, data, verbose=verbose)
     elif curve is not None and step_curve_steps >= model.test_refine.steps and not model.test_refine.tolerance:
         test_metrics = metrics_from_step_curve(model, curve)  # each pass costs minutes on a CPU
     else:
@@ -178,7 +182,7 @@ def crop_mode_metrics(model: StructuredModel, dataset, verbose=0,
     """Test metrics of refinement with each crop mode (crops refined alone and averaged, or
     the whole mask refined jointly), whichever the model was trained with; modes in `known`
     (e.g. the model's own, just evaluated) are not evaluated again."""
-    by_mode = {mode: {k: v for k, v in metrics.items() if not k.endswith("_250")}
+    by_mode = {mode: {k: v for k, v in metrics.items() if k in model.eval_trackers}  # not the task's own
                for mode, metrics in (known or {}).items()}
     for mode in [m for m in crops.CROP_MODES if m not in by_mode]:
         with model.test_settings(crop_mode=mode):

@@ -22,7 +22,7 @@ def _reference_outputs(spec: TaskSpec, y_true, prediction, rng: tf.random.Genera
     outputs = {"ground_truth": y_true, "prediction": prediction, "zeros": tf.zeros_like(y_true),
                "ones": tf.ones_like(y_true), "noise": rng.uniform(tf.shape(y_true)),
                "other_example_ground_truth": tf.roll(y_true, 1, axis=0)}
-    if y_true.shape.rank == 4:  # a segmentation mask moved by a sixth of its width
+    if spec.spatial:  # a segmentation mask moved by a sixth of its width
         outputs["shifted_ground_truth"] = tf.roll(y_true, max(1, y_true.shape[2] // 6), axis=2)
     if spec.multiclass:
         del outputs["ones"]

@@ -32,7 +32,7 @@ def fixed_tuples(spec, y_true, rng: tf.random.Generator) -> Dict[str, tf.Tensor]
     outputs = {"ground_truth": y_true, "other_example_ground_truth": tf.roll(y_true, 1, axis=0),
                "zeros": tf.zeros_like(y_true), "ones": tf.ones_like(y_true), "noise": noise,
                "blurred_noise": 0.5 * (y_true + noise)}
-    if y_true.shape.rank == 4:
+    if spec.spatial:
         outputs["shifted_ground_truth"] = tf.roll(y_true, max(1, y_true.shape[2] // 6), axis=2)
     if spec.multiclass:
         del outputs["ones"]

@@ -23,7 +23,7 @@ from tfsp.config import OptimizerConfig
 from tfsp.methods.keras_build import BuiltBeforeFit
 from tfsp.methods.replicas import GlobalBatch, _replica_context, per_example_mean, step_logs
 from tfsp.refine import RefineConfig, refine
-from tfsp.spec import TaskSpec
+from tfsp.spec import TaskSpec, metric_sums
 
 
 class Standardize(keras.layers.Layer):
@@ -297,15 +297,8 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
         kinds = {"": outputs["y"]}
         if "y_inference_net" in outputs:
             kinds["inference_net_"] = outputs["y_inference_net"]
-        sums = {}  # metric -> (numerator, denominator) summed over this replica's examples
-        for prefix, y in kinds.items():
-            y_discrete = oracles.binarize(y, self.spec.multiclass)
-            for name, fn in self.spec.metrics.items():
-                values = fn(y_discrete, y_true)
-                sums[prefix + name] = (tf.reduce_sum(values), tf.cast(tf.size(values), tf.float32))
-            for name, (numerator, denominator) in self.spec.ratio_metrics.items():
-                sums[prefix + name] = (tf.reduce_sum(numerator(y_discrete, y_true)),
-                                       tf.reduce_sum(denominator(y_discrete, y_true)))
+        sums = {prefix + name: value  # metric -> (numerator, denominator) over this replica's examples
+                for prefix, y in kinds.items() for name, value in metric_sums(self.spec, y, y_true).items()}
         # Keras reports a step's outputs averaged over replicas; summing the sums first makes
         # every replica's metrics those of the global batch (exact also for uneven splits).
         context = _replica_context()
