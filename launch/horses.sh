@@ -62,3 +62,21 @@ python -m tfsp.figures --data_dir="$DATA" --run=fcn:"$RUNS/horses-fcn" --run=ldr
   --steps=0,5,10,30 --output=results/horses-qualitative.png
 python launch/benchmark_segmentation.py --task=horses --output=results/benchmark-horses.json --batch_sizes=1,4 --repeats=2
 python -m tfsp.report --results_dir=results --readme=README.md
+
+# ----- issue 13: the value-network recipe (runs budgeted in updates, cheap validation) -----
+COMMON=(--data_dir="$DATA" --set mixed_precision=mixed_bfloat16 --set validation_crop_grid=3 --step_curve=30 --verbose=2)
+# FCN under mixed_bfloat16 (compare with the float32 seeds).
+python -m tfsp.launch --task=horses --method=fcn --data_dir="$DATA" --set mixed_precision=mixed_bfloat16 \
+  --model_dir="$RUNS/horses-fcn-bf16" --results_suffix=-bf16 --verbose=2
+# DVN with training inference equal to test inference (average crops, 20 normalized steps, 3
+# adversarial steps), Adam lr 1e-4 / beta1 0.9 / clipnorm 10, 3,250 updates, bfloat16.
+DVN_BASE=(--task=horses --method=dvn --epochs=250 --set crop_mode=average --set train_refine.steps=20
+          --set adversarial.steps=3 --set optimizer.learning_rate=0.0001 --set optimizer.beta_1=0.9
+          --set optimizer.clipnorm=10 --set validation_every=50 --set compare_crop_modes=false)
+python -m tfsp.launch "${DVN_BASE[@]}" "${COMMON[@]}" --model_dir="$RUNS/horses-dvn-base-bf16" --results_suffix=-base-bf16
+# LDRSP with the schedule: G on cross-entropy for 650 updates, D warmed up on the frozen G for
+# 390, then joint; D also regressed on noisy G outputs; 3 adversarial steps; steps chosen on validation.
+python -m tfsp.launch --task=horses --method=ldrsp --epochs=150 "${COMMON[@]}" \
+  --set g_pretrain_updates=650 --set d_warmup_updates=390 --set noisy_weight=1 --set adversarial.steps=3 \
+  --set select_refine_steps=true --set compare_crop_modes=false --set validation_every=10 \
+  --model_dir="$RUNS/horses-ldrsp-schedule" --results_suffix=-schedule

@@ -51,8 +51,8 @@ def test_lfw_launch_end_to_end(tmp_path):
 
     # --mode=probe: D's value vs the oracle for reference outputs, from the run's weights.
     probe = subprocess.run(
-        [sys.executable, "-m", "tfsp.launch", "--task=lfw", f"--data_dir={lfw}", "--mode=probe", "--epochs=1",
-         f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
+        [sys.executable, "-m", "tfsp.launch", "--task=lfw", f"--data_dir={lfw}", "--mode=probe",
+         f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}", "--epochs=1",
          "--set", "inference_net.filters=[4,8,8]", "--set", "value_net.filters=[4,8,8]",
          "--set", "test_refine.steps=2", "--set", "train_refine.steps=1", "--set", "data.crop_grid=2",
          "--set", "validation_every=1"],

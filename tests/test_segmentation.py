@@ -144,3 +144,22 @@ def test_conv_value_net_activation_is_configurable():
         tape.watch(y)
         value = tf.reduce_sum(net.score(context, y))
     assert float(tf.reduce_max(tf.abs(tape.gradient(value, y)))) > 0
+
+
+def test_crop_mode_chosen_on_validation_and_validation_crop_grid():
+    """select_crop_mode keeps the mode with the better validation metric (ties: the configured
+    one); test_settings(crop_grid=...) covers images with fewer crops and is restored after."""
+    spec = binary_segmentation_spec("toy", 32, crop_size=24, crop_grid=6)
+    images, masks = ellipses(6)
+    validation = tf.data.Dataset.from_tensor_slices((images, masks)).batch(3)
+    model = DVN(spec, value_net=LocalValue(), settings=DVNSettings(test_refine=RefineConfig(steps=3, step_size=0.1)),
+                crop_mode="joint")
+    model.compile(optimizer="adam")
+    chosen = evaluation.select_crop_mode(model, validation)
+    assert set(chosen["validation"]) == {"average", "joint"} and chosen["configured"] == "joint"
+    scores = {m: v["mean_iou"] for m, v in chosen["validation"].items()}
+    assert model.crop_mode == chosen["chosen"] == max(scores, key=lambda m: (scores[m], m == "joint"))
+    with model.test_settings(crop_grid=2):
+        assert model.spec.crop_grid == 2
+        assert model.infer(images[:1])["y"].shape == (1, 32, 32, 1)
+    assert model.spec.crop_grid == 6

@@ -60,6 +60,10 @@ class DataConfig:
     """Dataset name; MULAN files are <name>.arff and <name>.xml."""
     data_dir: str = ""
     """Folder holding the files (also the TFSP_DATA_DIR environment variable)."""
+    reader: str = "files"
+    """files: read the downloaded files themselves; tfds: read the TFDS dataset prepared from them
+    (tfsp.data.tfds_builders: mulan/<name>, weizmann_horses, lfw_parts), with data_dir the TFDS
+    data folder (empty: $TFDS_DATA_DIR or ~/tensorflow_datasets). Same arrays, splits and resizing."""
     arff: str = ""
     xml: str = ""
     split: str = "seeded"

@@ -92,7 +92,15 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
     data_dir = resolve_data_dir(config)
     given_files = bool(config.arff or config.xml)
     shipped = mulan.find_shipped(name) if data_dir is None and not given_files else None
-    if shipped is not None:
+    if config.reader == "tfds":
+        from tfsp.data.tfds_builders import reading
+
+        if given_files:
+            raise DataError(f"data.arff / data.xml name the raw files, but data.reader=tfds reads the prepared "
+                            f"TFDS dataset mulan/{name}: drop them, or read the files with --set data.reader=files")
+        data = reading.load_mulan(name, config.data_dir or None)
+        arff_path = source = data.source
+    elif shipped is not None:
         # A first run needs no download; a folder or file the user names wins.
         data = mulan.load_shipped_mulan(name, shipped)
         arff_path, xml_path = (mulan.shipped_display_path(f) for f in mulan.shipped_files(shipped, name.lower()))
@@ -160,10 +168,15 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
     from tfsp.data.images import segmentation_dataset
 
     data_dir = resolve_data_dir(config)
-    if data_dir is None:
+    if config.reader == "tfds":
+        from tfsp.data.tfds_builders import reading
+
+        data = reading.load_horses(config.data_dir or None, size=config.image_size)
+    elif data_dir is None:
         raise no_data_dir_error("horses", "weizmann_horse_db/rgb/horseNNN.jpg and "
                                 "weizmann_horse_db/figure_ground/horseNNN.jpg; " + horses._LAYOUT_HELP)
-    data = horses.load_horses(data_dir, size=config.image_size)
+    else:
+        data = horses.load_horses(data_dir, size=config.image_size)
     sizes = tuple(config.split_sizes) if config.split_sizes else horses.HORSE_SPLIT_SIZES
     split = horses.horse_split(len(data.names), seed=config.split_seed, sizes=sizes, source=data.source)
     change_sizes = f"data.split_sizes (--set data.split_sizes=[a,b,c]: train, validation, test; now {list(sizes)})"
@@ -223,11 +236,16 @@ def build_lfw(config: DataConfig, seed: int) -> TaskData:
     from tfsp.data.images import segmentation_dataset
 
     data_dir = resolve_data_dir(config)
-    if data_dir is None:
+    load = lfw.load_lfw_parts
+    if config.reader == "tfds":
+        from tfsp.data.tfds_builders import reading
+
+        load, data_dir = reading.load_lfw_parts, config.data_dir or None
+    elif data_dir is None:
         raise no_data_dir_error("lfw", "LFW Part Labels (the lfw_parts folder or a parent holding lfw_parts/); "
                                 + lfw._LAYOUT)
     size = config.image_size
-    splits = {name: lfw.load_lfw_parts(data_dir, size=size, split=name, superpixels=name == "test")
+    splits = {name: load(data_dir, size=size, split=name, superpixels=name == "test")
               for name in lfw.SPLITS}
     crop = config.crop_size or None
     spec = multiclass_segmentation_spec("lfw", size, lfw.NUM_CLASSES, crop, config.crop_grid)
@@ -257,9 +275,15 @@ def build_lfw(config: DataConfig, seed: int) -> TaskData:
                     test_metrics=lfw_test_metrics(test))
 
 
+READERS = ("files", "tfds")
+"""data.reader: the downloaded files, or the TFDS datasets prepared from them (tfsp.data.tfds_builders)."""
+
+
 def build_task_data(config: DataConfig, seed: int = 0) -> TaskData:
     try:
         builder = BUILDERS[config.loader]
     except KeyError:
         raise DataError(f"unknown data loader {config.loader!r}; valid: {sorted(BUILDERS)}") from None
+    if config.reader not in READERS:
+        raise DataError(f"unknown data.reader {config.reader!r}; valid: {list(READERS)}")
     return builder(config, seed)

@@ -40,17 +40,16 @@ from tfsp.results import atomic_write_text, command_line
 FLAGS = flags.FLAGS
 
 
-def define_flags() -> None:
-    """The program's flags; defined only when run as a program, so importing the tables' functions
-    (the tests, another program such as tfsp.launch in the same process) adds none."""
+def _define_flags():
+    # Defined only when run as a program: importing tfsp.report (tests, other tools) beside
+    # tfsp.launch, whose flags share names (--results_dir), must not define them twice.
     flags.DEFINE_string("results_dir", "results", "Folder of results/*.json.")
     flags.DEFINE_string("output_dir", None, "Folder the page (results.md) and the figures are written to "
                         "(default: --results_dir); its links are relative to it.")
     flags.DEFINE_string("readme", None, "If set, replace the block between the results markers in this file.")
     flags.DEFINE_bool("figures", True, "Write PNG figures beside the results.")
     flags.DEFINE_bool("qualitative", False, "Also draw qualitative grids of the segmentation tasks from the "
-                      "runs' model dirs (--model_dir of each result's command; needs the data, see "
-                      "--qualitative_data_dir).")
+                      "runs' model dirs (--model_dir of each result's command; needs the data, see --qualitative_data_dir).")
     flags.DEFINE_string("qualitative_data_dir", None, "--qualitative: data folder (default: the runs' own).")
 
 
@@ -387,5 +386,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    _define_flags()
     app.run(main)

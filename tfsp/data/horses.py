@@ -38,7 +38,8 @@ import numpy as np
 from tfsp.data.errors import DataError
 from tfsp.data.images import decode_image, decode_mask, progress_bar, resize_bilinear, resize_mask
 
-__all__ = ["SegmentationData", "load_horses", "horse_split", "HORSE_SPLIT_SIZES"]
+__all__ = ["HorseFiles", "SegmentationData", "find_horse_files", "horses_at_size", "load_horses",
+           "horse_split", "HORSE_SPLIT_SIZES"]
 
 HORSE_SPLIT_SIZES = (200, 28, 100)
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm")
@@ -98,8 +99,37 @@ def _list_images(folder: Path) -> dict:
     return out
 
 
-def load_horses(data_dir, size: int = 32) -> SegmentationData:
-    """Loads all Weizmann horses at ``size`` x ``size``; see the module docstring."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class HorseFiles:
+    """The image / mask file pairs of a horse folder, checked to pair up.
+
+    :func:`load_horses` reads them through :meth:`examples`; so does the TFDS
+    builder ``weizmann_horses`` (tfsp.data.tfds_builders), which stores the
+    decoded pixels.
+
+    Attributes:
+      root: the folder holding ``rgb/`` and ``figure_ground/``.
+      names: file stems in file-name order (``"horse001"``, ...).
+      images, masks: stem -> path of the colour image / the mask.
+    """
+
+    root: Path
+    names: tuple
+    images: dict
+    masks: dict
+
+    def files(self) -> list:
+        """Every file :meth:`examples` reads, image then mask for each name."""
+        return [p for stem in self.names for p in (self.images[stem], self.masks[stem])]
+
+    def examples(self):
+        """Yields ``(stem, image uint8 [H, W, 3], mask uint8 [h, w] grey)`` in file-name order."""
+        for stem in self.names:
+            yield stem, decode_image(self.images[stem]), decode_mask(self.masks[stem])
+
+
+def find_horse_files(data_dir) -> HorseFiles:
+    """The horse folder in ``data_dir`` (or its ``weizmann_horse_db/``), every image paired with its mask."""
     root = _find_root(data_dir)
     rgb = _list_images(root / "rgb")
     masks = _list_images(root / "figure_ground")
@@ -118,15 +148,33 @@ def load_horses(data_dir, size: int = 32) -> SegmentationData:
     names = tuple(sorted(rgb))
     if not names:
         raise DataError(f"{root / 'rgb'}: no images found; {_LAYOUT_HELP}")
-    images = np.empty((len(names), size, size, 3), np.float32)
-    labels = np.empty((len(names), size, size, 1), np.float32)
-    progress = progress_bar(len(names), f"Weizmann horses: decoding and resizing {len(names)} images "
-                            f"and masks to {size}x{size} ({root})")
-    for i, stem in enumerate(names):
-        images[i] = resize_bilinear(decode_image(rgb[stem]), size)
-        labels[i, ..., 0] = resize_mask(decode_mask(masks[stem]), size)
+    return HorseFiles(root=root, names=names, images=rgb, masks=masks)
+
+
+def horses_at_size(examples, count: int, size: int, source: str) -> SegmentationData:
+    """Resizes decoded ``(stem, image, mask)`` examples (:meth:`HorseFiles.examples`, or the
+    same read back from the TFDS dataset) to ``size`` x ``size``, as the module docstring says."""
+    images = np.empty((count, size, size, 3), np.float32)
+    labels = np.empty((count, size, size, 1), np.float32)
+    names = []
+    progress = progress_bar(count, f"Weizmann horses: decoding and resizing {count} images "
+                            f"and masks to {size}x{size} ({source})")
+    for i, (stem, image, mask) in enumerate(examples):
+        if i == count:
+            raise DataError(f"{source}: more than the {count} horse examples expected")
+        images[i] = resize_bilinear(image, size)
+        labels[i, ..., 0] = resize_mask(mask, size)
+        names.append(stem)
         progress.update(i + 1)
-    return SegmentationData(images=images, labels=labels, names=names, source=str(root))
+    if len(names) != count:
+        raise DataError(f"{source}: {len(names)} horse examples read, {count} expected")
+    return SegmentationData(images=images, labels=labels, names=tuple(names), source=source)
+
+
+def load_horses(data_dir, size: int = 32) -> SegmentationData:
+    """Loads all Weizmann horses at ``size`` x ``size``; see the module docstring."""
+    files = find_horse_files(data_dir)
+    return horses_at_size(files.examples(), len(files.names), size, str(files.root))
 
 
 def horse_split(n: int = 328, seed: int = 0, sizes=HORSE_SPLIT_SIZES, source: str | None = None) -> dict:

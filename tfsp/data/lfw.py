@@ -70,7 +70,11 @@ __all__ = [
     "CLASS_NAMES",
     "NUM_CLASSES",
     "SPLITS",
+    "LfwExample",
     "LfwPartsData",
+    "LfwPartsFiles",
+    "find_lfw_split",
+    "lfw_parts_at_size",
     "load_lfw_parts",
     "read_split_list",
     "ppm_to_class_ids",
@@ -147,6 +151,7 @@ class _Members:
     def __init__(self, path: Path):
         self.path = path
         self.is_tar = path.is_file()
+        self.read_from = {}  # base name -> the file it was read from (folder members)
 
     def read(self, wanted: Sequence[str]) -> dict:
         """Returns {base name: bytes} for the base names in ``wanted`` that exist."""
@@ -169,11 +174,16 @@ class _Members:
                 for cand in (self.path / person / base, self.path / base):
                     if cand.is_file():
                         found[base] = cand.read_bytes()
+                        self.read_from[base] = cand
                         break
         return found
 
+    def files(self) -> list:
+        """The files read so far: the archive, or each member file of the folder."""
+        return [self.path] if self.is_tar else list(self.read_from.values())
+
     def where(self, base: str) -> str:
-        return f"{self.path}:{base}" if self.is_tar else str(self.path / base)
+        return f"{self.path}:{base}" if self.is_tar else str(self.read_from.get(base, self.path / base))
 
 
 def _find_members(root: Path, name: str) -> Optional[_Members]:
@@ -396,19 +406,83 @@ def _missing_error(what: str, missing: list, where_fn) -> DataError:
     return DataError(f"{len(missing)} {what} missing: {shown}{more}. {_WHERE}")
 
 
-def load_lfw_parts(data_dir, size: int = 32, split: str | None = None, *, superpixels: bool = True,
-                   chunk: int = 128) -> LfwPartsData:
-    """Loads one split of LFW Part Labels (see the module docstring).
+@dataclasses.dataclass(frozen=True, eq=False)
+class LfwExample:
+    """One image of a split as decoded from its files, before any resizing.
 
-    Args:
-      data_dir: the ``lfw_parts`` folder or a parent holding ``lfw_parts/``.
-      size: working resolution of ``images`` / ``labels``.
-      split: "train" (1500), "validation" (500), "test" (927) or "all"
-        (the three lists concatenated). Required.
-      superpixels: load superpixel maps / labels when their folders or
-        archives are present (set False to skip them).
-      chunk: images decoded and resized per step (bounds memory).
+    Attributes:
+      name: ``"Person_Name_NNNN"``.
+      image: uint8 ``[H, W, 3]`` funneled image.
+      class_ids: uint8 ``[H, W]`` class ids from the PPM label image.
+      superpixels: int32 ``[H, W]`` superpixel map, or None.
+      superpixel_labels: int32 ``[K]`` class id per superpixel, or None.
+      where: names the example's image in errors (its file, or the TFDS dataset's example).
     """
+
+    name: str
+    image: np.ndarray
+    class_ids: np.ndarray
+    superpixels: Optional[np.ndarray] = None
+    superpixel_labels: Optional[np.ndarray] = None
+    where: str = ""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LfwPartsFiles:
+    """One split's files, checked to exist and read (superpixel files parsed); pixels decoded lazily.
+
+    :func:`load_lfw_parts` reads them through :meth:`examples`; so does the TFDS
+    builder ``lfw_parts`` (tfsp.data.tfds_builders), which stores the decoded pixels.
+    """
+
+    root: Path
+    split: str
+    names: tuple
+    image_paths: tuple
+    label_source: _Members
+    label_bytes: dict
+    superpixel_source: Optional[_Members] = None
+    superpixels: Optional[list] = None
+    superpixel_label_source: Optional[_Members] = None
+    superpixel_labels: Optional[tuple] = None
+
+    def files(self) -> list:
+        """Every file read: the split lists, the images, the label archive or images, superpixel files."""
+        lists = [self.root / _LIST_FILES[s] for s in (SPLITS if self.split == "all" else (self.split,))]
+        sources = [m for m in (self.label_source, self.superpixel_source, self.superpixel_label_source) if m]
+        return lists + list(self.image_paths) + [f for m in sources for f in m.files()]
+
+    def examples(self):
+        """Yields an :class:`LfwExample` per name, in list order, checking each label image
+        (and superpixel map) against its image."""
+        for i, (name, image_path) in enumerate(zip(self.names, self.image_paths)):
+            image = decode_image(image_path)
+            ppm = f"{name}.ppm"
+            rgb = read_ppm(self.label_bytes[ppm], name=self.label_source.where(ppm))
+            if rgb.shape[:2] != image.shape[:2]:
+                raise DataError(
+                    f"{self.label_source.where(ppm)}: label image is {rgb.shape[1]}x{rgb.shape[0]} but "
+                    f"{image_path} is {image.shape[1]}x{image.shape[0]}"
+                )
+            sp = labels = None
+            if self.superpixels is not None:
+                sp, dat = self.superpixels[i], f"{name}.dat"
+                if sp.shape != image.shape[:2]:
+                    raise DataError(f"{self.superpixel_source.where(dat)}: superpixel map is {sp.shape}, "
+                                    f"images are {image.shape[:2]}")
+                if self.superpixel_labels is not None:
+                    labels = self.superpixel_labels[i]
+                    if labels.size < int(sp.max()) + 1:
+                        raise DataError(
+                            f"{self.superpixel_label_source.where(dat)}: {labels.size} superpixel labels, "
+                            f"but the map has ids up to {int(sp.max())}"
+                        )
+            yield LfwExample(name=name, image=image, class_ids=ppm_to_class_ids(rgb, name=self.label_source.where(ppm)),
+                             superpixels=sp, superpixel_labels=labels, where=str(image_path))
+
+
+def find_lfw_split(data_dir, split: str, *, superpixels: bool = True) -> LfwPartsFiles:
+    """Checks one split's files and reads its label and superpixel files (see :func:`load_lfw_parts`)."""
     if split not in SPLITS + ("all",):
         raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
     root = _find_root(data_dir)
@@ -438,7 +512,7 @@ def load_lfw_parts(data_dir, size: int = 32, split: str | None = None, *, superp
     if missing:
         raise _missing_error(f"label image(s) in {gt.path}", missing, gt.where)
 
-    sp_maps = sp_labels = None
+    sp_src = lab_src = sp_maps = sp_labels = None
     if superpixels:
         sp_src = _find_members(root, _SP_MAPS)
         lab_src = _find_members(root, _SP_LABELS)
@@ -455,58 +529,79 @@ def load_lfw_parts(data_dir, size: int = 32, split: str | None = None, *, superp
             if missing:
                 raise _missing_error(f"superpixel label file(s) in {lab_src.path}", missing, lab_src.where)
             sp_labels = tuple(read_superpixel_labels(raw[m], name=lab_src.where(m)) for m in dat_names)
+        else:
+            lab_src = None
+    return LfwPartsFiles(root=root, split=split, names=tuple(names), image_paths=tuple(img_paths),
+                         label_source=gt, label_bytes=ppm_bytes,
+                         superpixel_source=sp_src if sp_maps is not None else None, superpixels=sp_maps,
+                         superpixel_label_source=lab_src, superpixel_labels=sp_labels)
 
-    n = len(names)
-    images = np.empty((n, size, size, 3), np.float32)
-    labels = np.empty((n, size, size, NUM_CLASSES), np.float32)
+
+def lfw_parts_at_size(examples, count: int, size: int, split: str, source: str, *, superpixels: bool = True,
+                      chunk: int = 128) -> LfwPartsData:
+    """Resizes decoded examples (:meth:`LfwPartsFiles.examples`, or the same read back from the
+    TFDS dataset) to ``size`` x ``size``, ``chunk`` images at a time; keeps the class ids at
+    full resolution and the superpixels when every example has them and ``superpixels``."""
+    images = np.empty((count, size, size, 3), np.float32)
+    labels = np.empty((count, size, size, NUM_CLASSES), np.float32)
     labels_full = None
-    progress = progress_bar(n, f"LFW Part Labels ({split}): decoding and resizing {n} images and labels "
-                               f"to {size}x{size} ({root})")
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        pix = []
-        ids = []
-        for i in range(start, stop):
-            pix.append(decode_image(img_paths[i]))
-            rgb = read_ppm(ppm_bytes[ppm_names[i]], name=gt.where(ppm_names[i]))
-            if rgb.shape[:2] != pix[-1].shape[:2]:
-                raise DataError(
-                    f"{gt.where(ppm_names[i])}: label image is {rgb.shape[1]}x{rgb.shape[0]} but "
-                    f"{img_paths[i]} is {pix[-1].shape[1]}x{pix[-1].shape[0]}"
-                )
-            ids.append(ppm_to_class_ids(rgb, name=gt.where(ppm_names[i])))
+    names, sp_maps, sp_labels = [], [], []
+    progress = progress_bar(count, f"LFW Part Labels ({split}): decoding and resizing {count} images and labels "
+                                   f"to {size}x{size} ({source})")
+    examples = iter(examples)
+    start = 0
+    while start < count:
+        batch = [ex for _, ex in zip(range(min(chunk, count - start)), examples)]
+        stop = start + len(batch)
+        if stop == start:
+            break
         if labels_full is None:
-            labels_full = np.empty((n,) + ids[0].shape, np.uint8)
-        for j, (p, c) in enumerate(zip(pix, ids)):
-            if c.shape != labels_full.shape[1:]:
+            labels_full = np.empty((count,) + batch[0].class_ids.shape, np.uint8)
+        for ex in batch:
+            if ex.class_ids.shape != labels_full.shape[1:]:
                 raise DataError(
-                    f"{img_paths[start + j]}: image is {p.shape[1]}x{p.shape[0]}, the others "
+                    f"{ex.where}: image is {ex.image.shape[1]}x{ex.image.shape[0]}, the others "
                     f"{labels_full.shape[2]}x{labels_full.shape[1]}"
                 )
-        labels_full[start:stop] = np.stack(ids)
-        images[start:stop] = resize_bilinear(np.stack(pix), size)
+            names.append(ex.name)
+            sp_maps.append(ex.superpixels)
+            sp_labels.append(ex.superpixel_labels)
+        labels_full[start:stop] = np.stack([ex.class_ids for ex in batch])
+        images[start:stop] = resize_bilinear(np.stack([ex.image for ex in batch]), size)
         labels[start:stop] = resize_one_hot(labels_full[start:stop], size, NUM_CLASSES)
         progress.update(stop)
-
-    if sp_maps is not None:
-        for m, path in zip(sp_maps, dat_names):
-            if m.shape != labels_full.shape[1:]:
-                raise DataError(f"{sp_src.where(path)}: superpixel map is {m.shape}, images are {labels_full.shape[1:]}")
-        sp_maps = np.stack(sp_maps).astype(np.int32)
-        if sp_labels is not None:
-            for m, lab, path in zip(sp_maps, sp_labels, dat_names):
-                if lab.size < int(m.max()) + 1:
-                    raise DataError(
-                        f"{lab_src.where(path)}: {lab.size} superpixel labels, but the map has ids up to {int(m.max())}"
-                    )
-
+        start = stop
+    extra = next(examples, None) is not None
+    if len(names) != count or extra:
+        raise DataError(f"{source}: {'more than ' if extra else ''}{len(names)} {split} examples read, "
+                        f"{count} expected")
+    has_sp = superpixels and count > 0 and all(m is not None for m in sp_maps)
+    has_sp_labels = has_sp and all(lab is not None for lab in sp_labels)
     return LfwPartsData(
         images=images,
         labels=labels,
         labels_full=labels_full,
         names=tuple(names),
         split=split,
-        source=str(root),
-        superpixels=sp_maps,
-        superpixel_labels=sp_labels,
+        source=source,
+        superpixels=np.stack(sp_maps).astype(np.int32) if has_sp else None,
+        superpixel_labels=tuple(sp_labels) if has_sp_labels else None,
     )
+
+
+def load_lfw_parts(data_dir, size: int = 32, split: str | None = None, *, superpixels: bool = True,
+                   chunk: int = 128) -> LfwPartsData:
+    """Loads one split of LFW Part Labels (see the module docstring).
+
+    Args:
+      data_dir: the ``lfw_parts`` folder or a parent holding ``lfw_parts/``.
+      size: working resolution of ``images`` / ``labels``.
+      split: "train" (1500), "validation" (500), "test" (927) or "all"
+        (the three lists concatenated). Required.
+      superpixels: load superpixel maps / labels when their folders or
+        archives are present (set False to skip them).
+      chunk: images decoded and resized per step (bounds memory).
+    """
+    files = find_lfw_split(data_dir, split, superpixels=superpixels)
+    return lfw_parts_at_size(files.examples(), len(files.names), size, split, str(files.root),
+                             superpixels=superpixels, chunk=chunk)

@@ -376,7 +376,8 @@ def find_mulan_files(
     Otherwise the files are looked for, as a pair, in ``data_dir``,
     ``data_dir/mulan/<name>`` and ``data_dir/<name>`` (so both a dataset
     folder and the root of a data folder work); when only one path is
-    explicit, the other is looked for next to it first.
+    explicit, the other is looked for next to it first. A file missing
+    uncompressed may be there gzip-compressed (``<name>.arff.gz``).
 
     Raises:
       DataError: listing every path tried, the files needed and where to
@@ -402,11 +403,13 @@ def find_mulan_files(
             path = given if given is not None else d / fname
             if given is None:
                 tried.append(path)
+                if not path.is_file():
+                    path = d / f"{fname}.gz"
             found.append(path if path.is_file() else None)
         if all(found):
             return found[0], found[1]
     needed = " and ".join(f for f, g in zip(files, explicit) if g is None)
-    lines = "\n".join(f"  {p}" for p in tried) or "  (no data directory given)"
+    lines = "\n".join(f"  {p} (or {p.name}.gz)" for p in tried) or "  (no data directory given)"
     raise DataError(
         f"MULAN dataset {name!r} not found: need {needed} in one folder; tried\n{lines}\n"
         f"{_obtain_hint(name)}"
