@@ -49,7 +49,8 @@ def main(argv):
         if loss:
             overrides["primary_loss"] = loss
         # Time the methods' main phase: SPEN's SSVM epochs, not its logistic pre-training.
-        overrides["pretrain_epochs"] = 0
+        if hasattr(config_lib.resolve("bibtex", method).settings, "pretrain_epochs"):
+            overrides["pretrain_epochs"] = 0
         config = config_lib.resolve("bibtex", method, overrides)
         keras.utils.set_random_seed(config.seed)
         data = build_task_data(config.data, seed=config.seed)
@@ -75,7 +76,7 @@ def main(argv):
                "train_rows": data.sizes["train"], "test_rows": data.sizes["test"],
                "train_seconds_per_epoch": statistics.median(epoch_seconds),
                "train_seconds_per_epoch_all": epoch_seconds,
-               "test_refine_steps": config.test_refine.steps,
+               "test_refine_steps": config.settings.test_refine.steps,
                "inference_seconds_test_split": inference_seconds()}
         if "inference_net_" in "".join(model.prediction_kinds()):
             refine_config = model.test_refine

@@ -28,8 +28,8 @@ python -m tfsp.launch --task=bibtex --method=infnet --data_dir="$DATA" --model_d
 implicit cd 20 -select-inference-net "${SELECT_A[@]}"
 python launch/benchmark_epoch.py --data_dir="$DATA" --output=results/benchmark-bibtex-epoch.json
 implicit dvn 25 -25epochs
-implicit cd 20 -lambda10-alpha0.05 "${SELECT_A[@]}" --set implicit.energy_weight=10 --set implicit.neumann_step=0.05
+implicit cd 20 -lambda10-alpha0.05 "${SELECT_A[@]}" --set energy_weight=10 --set neumann_step=0.05
 implicit ssvm 20 -select-inference-net "${SELECT_A[@]}"
 python -m tfsp.report --results_dir=results --readme=README.md
-implicit cd 30 -pretrain20-lambda0.1 --set pretrain_epochs=20 --set implicit.energy_weight=0.1 \
+implicit cd 30 -pretrain20-lambda0.1 --set pretrain_epochs=20 --set energy_weight=0.1 \
   "${SELECT_A[@]}" --set select_refine_steps=true

@@ -42,7 +42,7 @@ CONFIGS = {
     # the inner loop and the all-reduced Hessian-vector products; λ = 0 for the first step.
     "implicit": {"primary_loss": "ssvm", "pretrain_epochs": 0.25, "value_net": {"weight_decay": 1e-3},
                  "inference_net": {"weight_decay": 1e-3},
-                 "implicit": {"inner_steps": 2, "neumann_terms": 2, "neumann_step": 0.05}},
+                 "inner_steps": 2, "neumann_terms": 2, "neumann_step": 0.05},
     # Two pre-training (logistic) steps, then the SSVM with cost-augmented refinement.
     "spen": {"pretrain_epochs": 0.5, "value_net": {"weight_decay": 1e-3}},
     "infnet": {"inference_net": {"weight_decay": 1e-3}, "value_net": {"weight_decay": 1e-3}},

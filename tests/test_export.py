@@ -59,7 +59,7 @@ def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions
     # --mode=export from the run's checkpoint: the next version, the same weights.
     config = config_lib.merge_into(config_lib.ExperimentConfig(),
                                    json.loads((run_dir / "config.json").read_text()), "config.json")
-    assert config.test_refine.steps == 3
+    assert config.settings.test_refine.steps == 3
     assert export.export_from_model_dir(config, run_dir, export_dir) == export_dir / "2"
     data, model = experiment.restore(config, run_dir)
     x, _ = next(iter(data.test))

@@ -114,7 +114,7 @@ def test_epoch_checkpoint_holds_the_extra_training_state(method, overrides, tmp_
 
     from conftest import correlated_multilabel
     from test_methods import method_config
-    from tfsp import experiment
+    from tfsp import callbacks, experiment
     from tfsp.spec import multilabel_spec
 
     x, y = correlated_multilabel(n=24, num_features=8, num_labels=6, seed=2)
@@ -125,15 +125,15 @@ def test_epoch_checkpoint_holds_the_extra_training_state(method, overrides, tmp_
         values = {f"{name}/{i}:{v.name}": v for name, opt in model.optimizers().items()
                   for i, v in enumerate(opt.variables)}
         values.update({f"model/{i}:{v.name}": v
-                       for i, v in enumerate(model.weights + experiment.random_states(model))})
+                       for i, v in enumerate(model.weights + callbacks.random_states(model))})
         values["sampling_rng"] = model.sampling_rng.state
         return {name: np.array(v) for name, v in values.items()}
 
     trained = experiment.build_method(config, spec, steps_per_epoch=2)
     trained.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
-    experiment.EpochCheckpoint(tmp_path, trained).manager.save()
+    callbacks.EpochCheckpoint(tmp_path, trained).manager.save()
     restored = experiment.build_method(config, spec, steps_per_epoch=2)
-    experiment.EpochCheckpoint(tmp_path, restored).restore_latest()
+    callbacks.EpochCheckpoint(tmp_path, restored).restore_latest()
     expected, actual = state(trained), state(restored)
     assert expected.keys() == actual.keys()
     used = ["optimizer"] if method == "spen" else ["d_optimizer", "g_optimizer"]
@@ -149,14 +149,14 @@ def test_checkpoint_of_another_model_gets_an_error_naming_it(tmp_path):
 
     from conftest import correlated_multilabel
     from test_methods import method_config
-    from tfsp import experiment
+    from tfsp import callbacks, experiment
     from tfsp.spec import multilabel_spec
 
     x, y = correlated_multilabel(n=16, num_features=8, num_labels=6, seed=2)
     spec = multilabel_spec("synthetic", 8, 6, feature_mean=x.mean(0), feature_std=x.std(0) + 1e-6)
     written = experiment.build_method(method_config("feedforward"), spec, steps_per_epoch=2)
     written.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
-    experiment.EpochCheckpoint(tmp_path, written).manager.save()
+    callbacks.EpochCheckpoint(tmp_path, written).manager.save()
     other = experiment.build_method(method_config("ldrsp"), spec, steps_per_epoch=2)
     with pytest.raises(experiment.CheckpointMismatch, match=r"ckpt-1: this checkpoint does not match"):
-        experiment.EpochCheckpoint(tmp_path, other).restore_latest()
+        callbacks.EpochCheckpoint(tmp_path, other).restore_latest()

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from test_methods import chance_f1, method_config, synthetic_task
-from tfsp import experiment
+from tfsp import evaluation, experiment
 from tfsp.methods import implicit_gradient
 
 
@@ -124,7 +124,7 @@ def test_new_method_learns(method, overrides):
     losses = history.history[curve]
     first = 2 if method == "spen" else 0
     assert losses[-1] < losses[first], (curve, losses)
-    metrics = experiment.evaluate(model, test)
+    metrics = evaluation.evaluate(model, test)
     chance = chance_f1(y[300:])
     assert metrics["example_f1"] > chance + 20, (metrics, chance)
     if method != "spen":
@@ -154,7 +154,7 @@ def test_launch_implicit_on_tiny_arff(tiny_mulan, tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "results" / "mlc-implicit-cd.json").read_text())
-    assert record["variant"] == "cd" and record["config"]["primary_loss"] == "cd"
+    assert record["variant"] == "cd" and record["config"]["settings"]["primary_loss"] == "cd"
     assert 0 <= record["metrics"]["example_f1"] <= 100
     assert 0 <= record["metrics_inference_net"]["example_f1"] <= 100
     tags = set()

@@ -114,7 +114,7 @@ def test_bookmarks_task_runs_on_a_fixture(tmp_path):
     config = config_lib.resolve("bookmarks", "dvn", {
         "data": {"data_dir": str(tmp_path)}, "epochs": 1,
         "train_refine": {"steps": 2}, "test_refine": {"steps": 2}})
-    assert config.value_net.spen_second_layer and config.test_refine.step_size == 0.75
+    assert config.value_net.spen_second_layer and config.settings.test_refine.step_size == 0.75
     record = experiment.run(config, str(tmp_path / "run"), str(tmp_path / "bookmarks-dvn.json"), verbose=0)
     assert record["sizes"]["train"] + record["sizes"]["validation"] == round(0.66 * 120)
     assert (tmp_path / "bookmarks-dvn.json").exists()

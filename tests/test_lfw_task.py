@@ -21,8 +21,8 @@ from tfsp import experiment
 from tfsp.config import DataConfig
 from tfsp.data.errors import DataError
 from tfsp.data.lfw import load_lfw_parts, superpixel_labels_from_pixels
-from tfsp.datasets import build_task_data, lfw_full_resolution_eval
-from tfsp.spec import multiclass_segmentation_spec
+from tfsp.datasets import build_task_data, lfw_test_metrics
+from tfsp.spec import metric_sums, metric_values, multiclass_segmentation_spec
 from test_images_data import _brute_superpixel_accuracy, _lfw_tree
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -77,18 +77,6 @@ def test_lfw_launch_end_to_end(tmp_path):
         assert (truth == colour).all(axis=1).any(), colour
 
 
-class Predictions:
-    """Stands in for a model: `predict` returns fixed outputs for the expected images."""
-
-    def __init__(self, images, outputs):
-        self.images, self.outputs = images, outputs
-        self.spec = multiclass_segmentation_spec("lfw", images.shape[1], 3, None, 1)
-
-    def predict(self, x, batch_size=None, verbose=0):
-        np.testing.assert_array_equal(x, self.images)
-        return self.outputs
-
-
 def bilinear_upsample(scores, height, width):
     """tf.image.resize(method="bilinear") by hand: half-pixel centres, edges clamped."""
     def axis(n_in, n_out):
@@ -111,33 +99,27 @@ def test_full_resolution_eval_perfect_and_brute_force(tmp_path):
     data = dataclasses.replace(data, superpixel_labels=superpixel_labels_from_pixels(data.superpixels,
                                                                                       data.labels_full))
     perfect = np.eye(3, dtype=np.float32)[data.labels_full]
-    metrics = lfw_full_resolution_eval(data, 3)(Predictions(data.images, {"y": perfect}))
-    assert metrics == {"pixel_accuracy": 100.0, "pixel_accuracy_250": 100.0, "superpixel_accuracy": 100.0}
+    assert lfw_test_metrics(data)(perfect) == {"pixel_accuracy_250": 100.0, "superpixel_accuracy": 100.0}
 
     # Random class probabilities at 32x32, scored at 40x40, against NumPy by hand.
     data = load_lfw_parts(lfw, size=32, split="all")
     rng = np.random.RandomState(0)
-    outputs = {kind: rng.dirichlet(np.ones(3), size=(4, 32, 32)).astype(np.float32)
-               for kind in ("y", "y_inference_net")}
-    metrics = lfw_full_resolution_eval(data, 3)(Predictions(data.images, outputs))
-    assert set(metrics) == {"pixel_accuracy", "pixel_accuracy_250", "superpixel_accuracy",
-                            "inference_net_pixel_accuracy", "inference_net_pixel_accuracy_250",
-                            "inference_net_superpixel_accuracy"}
-    for kind, prefix in (("y", ""), ("y_inference_net", "inference_net_")):
-        # Working resolution, from the same predictions: the mean over images of per-image accuracy.
-        per_image = (outputs[kind].argmax(-1) == data.labels.argmax(-1)).mean(axis=(1, 2))
-        assert metrics[prefix + "pixel_accuracy"] == pytest.approx(100.0 * per_image.mean(), abs=1e-4)
-        classes = bilinear_upsample(outputs[kind], 40, 40).argmax(axis=-1)
-        assert metrics[prefix + "pixel_accuracy_250"] == pytest.approx(
-            100.0 * np.mean(classes == data.labels_full), abs=1e-9)
-        assert metrics[prefix + "superpixel_accuracy"] == pytest.approx(
-            100.0 * _brute_superpixel_accuracy(classes, data.superpixels, data.superpixel_labels), abs=1e-9)
-    assert metrics["pixel_accuracy_250"] != metrics["inference_net_pixel_accuracy_250"]
+    scores = rng.dirichlet(np.ones(3), size=(4, 32, 32)).astype(np.float32)
+    metrics = lfw_test_metrics(data)(scores)
+    classes = bilinear_upsample(scores, 40, 40).argmax(axis=-1)
+    assert metrics["pixel_accuracy_250"] == pytest.approx(100.0 * np.mean(classes == data.labels_full), abs=1e-9)
+    assert metrics["superpixel_accuracy"] == pytest.approx(
+        100.0 * _brute_superpixel_accuracy(classes, data.superpixels, data.superpixel_labels), abs=1e-9)
+    # The working resolution's metrics, from the same predictions through the one metric routine:
+    # the mean over images of per-image accuracy.
+    spec = multiclass_segmentation_spec("lfw", 32, 3, None, 1)
+    working = metric_values(spec, metric_sums(spec, tf.constant(scores), tf.constant(data.labels, tf.float32)))
+    per_image = (scores.argmax(-1) == data.labels.argmax(-1)).mean(axis=(1, 2))
+    assert float(working["pixel_accuracy"]) == pytest.approx(100.0 * per_image.mean(), abs=1e-4)
 
     # Without superpixel files: pixel accuracy only.
     plain = dataclasses.replace(data, superpixels=None, superpixel_labels=None)
-    assert set(lfw_full_resolution_eval(plain, 3)(Predictions(data.images, {"y": outputs["y"]}))) == {
-        "pixel_accuracy", "pixel_accuracy_250"}
+    assert set(lfw_test_metrics(plain)(scores)) == {"pixel_accuracy_250"}
 
 
 def test_build_lfw_splits_and_missing_data(tmp_path, monkeypatch):
@@ -152,7 +134,7 @@ def test_build_lfw_splits_and_missing_data(tmp_path, monkeypatch):
     x, y = next(iter(data.test))
     assert x.shape == (1, 32, 32, 3) and y.shape == (1, 32, 32, 3)
     assert sum(int(b[0].shape[0]) for b in data.train_and_validation) == 3
-    assert data.full_resolution_eval is not None
+    assert data.test_metrics is not None
     monkeypatch.delenv("TFSP_DATA_DIR", raising=False)
     with pytest.raises(DataError, match=r"--data_dir.*parts_lfw_funneled_gt_images.*vis-www"):
         build_task_data(DataConfig(loader="lfw"))

@@ -1,12 +1,15 @@
 """Each method learns on synthetic correlated labels: its loss goes down and its F1 beats chance."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import correlated_multilabel
 from tfsp import config as config_lib
-from tfsp import experiment, oracles
+from tfsp import evaluation, experiment, oracles
+from tfsp.methods.tuples import reference_samples
 from tfsp.spec import multilabel_spec
 
 
@@ -24,15 +27,19 @@ def chance_f1(y, seed=0):
     return 100 * float(np.mean(oracles.soft_f1(random, y).numpy()))
 
 
+SMALL_SETTINGS = {"optimizer": {"name": "adam", "learning_rate": 0.01},
+                  "d_optimizer": {"learning_rate": 0.01, "beta_1": 0.5},
+                  "g_optimizer": {"learning_rate": 0.01, "beta_1": 0.5},
+                  "test_refine": {"steps": 10, "step_size": 0.5}, "train_refine": {"steps": 5, "step_size": 0.5}}
+"""Of these, each method takes those its settings have."""
+
+
 def method_config(method, **overrides):
     config = config_lib.ExperimentConfig(task="synthetic", method=method, seed=0)
     config.value_net = config_lib.NetworkConfig(hidden=[32], num_pairwise=8)
     config.inference_net = config_lib.NetworkConfig(hidden=[32, 32])
-    config.optimizer = config_lib.OptimizerConfig(name="adam", learning_rate=0.01)
-    config.d_optimizer = config_lib.OptimizerConfig(learning_rate=0.01, beta_1=0.5)
-    config.g_optimizer = config_lib.OptimizerConfig(learning_rate=0.01, beta_1=0.5)
-    config.test_refine = config_lib.RefineSettings(steps=10, step_size=0.5)
-    config.train_refine = config_lib.RefineSettings(steps=5, step_size=0.5)
+    own = {f.name for f in dataclasses.fields(config.settings)}
+    config_lib.merge_into(config, {k: v for k, v in SMALL_SETTINGS.items() if k in own}, "test")
     config_lib.merge_into(config, overrides, "test")
     return config
 
@@ -62,7 +69,7 @@ def test_method_learns(method, overrides):
     history = model.fit(train, epochs=6, verbose=0, shuffle=False)
     losses = history.history["loss"]
     assert losses[-1] < losses[0], losses
-    metrics = experiment.evaluate(model, test)
+    metrics = evaluation.evaluate(model, test)
     assert metrics["example_f1"] > chance_f1(y[300:]) + 20, (metrics, chance_f1(y[300:]))
     outputs = model.predict(test, verbose=0)
     assert outputs["y"].shape == (100, 8)
@@ -92,7 +99,7 @@ def test_reference_samples_are_made_from_the_ground_truth_alone():
     model = experiment.build_method(method_config("ldrsp", extra_sample_weights={"mismatched": 1.0}),
                                     spec, steps_per_epoch=1)
     y_true = tf.constant(y[:4], tf.float32)
-    samples = model.reference_samples(["mismatched", "ground_truth"], y_true)
+    samples = reference_samples(model, ["mismatched", "ground_truth"], y_true)
     assert list(samples) == ["ground_truth", "mismatched"]  # a fixed order, whatever was asked
     np.testing.assert_array_equal(samples["mismatched"].numpy(), np.roll(y[:4], 1, axis=0))
     np.testing.assert_array_equal(samples["ground_truth"].numpy(), y[:4])
@@ -110,7 +117,7 @@ def test_ldrsp_schedule_switches_phases_at_the_configured_update_counts():
                            train_refine={"normalize": True, "step_size": 0.2, "steps": 2},
                            adversarial={"normalize": True, "step_size": 0.2})
     model = experiment.build_method(config, spec, steps_per_epoch=15)
-    schedule = experiment.phase_schedule(config, model, steps_per_epoch=15)
+    [schedule] = model.training_callbacks(steps_per_epoch=15)
     assert [schedule.phase_at(u) for u in (0, 19, 20, 44, 45, 1000)] == [
         "pretrain", "pretrain", "warmup", "warmup", "joint", "joint"]
     history = model.fit(train, epochs=4, verbose=0, shuffle=False, callbacks=[schedule])  # 60 updates
@@ -121,11 +128,10 @@ def test_ldrsp_schedule_switches_phases_at_the_configured_update_counts():
 
 
 def test_phase_schedule_is_refused_by_a_method_without_phases():
-    spec, _, _, _ = synthetic_task()
-    config = method_config("dvn", g_pretrain_updates=5)
-    model = experiment.build_method(config, spec, steps_per_epoch=15)
-    with pytest.raises(config_lib.ConfigError, match="no training phases"):
-        experiment.phase_schedule(config, model, steps_per_epoch=15)
+    with pytest.raises(config_lib.ConfigError, match="test: unknown key 'g_pretrain_updates' in "
+                                                     "ExperimentConfig or DVNSettings"):
+        method_config("dvn", g_pretrain_updates=5)
+    assert method_config("ldrsp").settings.g_pretrain_updates == 0
 
 
 def test_value_check_trains_the_value_net_alone_and_scores_rankings():

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfsp import experiment
+from tfsp.build import dtype_policy
 from tfsp.networks import ConvValueNet, MultiLabelEnergy
 from tfsp.refine import RefineConfig, refine
 
@@ -13,7 +13,7 @@ from tfsp.refine import RefineConfig, refine
 def _twins(make):
     """The same network in float32 and under mixed_bfloat16, with the same weights."""
     full = make()
-    with experiment.dtype_policy("mixed_bfloat16"):
+    with dtype_policy("mixed_bfloat16"):
         mixed = make()
     assert keras.config.dtype_policy().name == "float32"  # restored after the block
     return full, mixed
@@ -45,7 +45,7 @@ def test_conv_value_net_in_bfloat16_matches_float32_and_returns_float32():
 
 
 def test_refinement_state_stays_float32_under_mixed_precision():
-    with experiment.dtype_policy("mixed_bfloat16"):
+    with dtype_policy("mixed_bfloat16"):
         energy = MultiLabelEnergy(6, hidden=(8,), num_pairwise=4)
     x = tf.random.stateless_uniform((3, 5), seed=(1, 2))
     context = energy.precompute(x)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfsp import config as config_lib
-from tfsp import experiment
+from tfsp import evaluation, experiment
 from tfsp.data import images as images_lib
 from tfsp.data.horses import load_horses
 from tfsp.spec import multilabel_spec
@@ -26,8 +26,8 @@ def tiny_model_and_data():
 @pytest.mark.parametrize("verbose", [0, 1, 2])
 def test_evaluation_progress_follows_verbose(tiny_model_and_data, capsys, verbose):
     model, data = tiny_model_and_data
-    experiment.evaluate(model, data, verbose=verbose)
-    curve = experiment.step_curve(model, data, 2, verbose=verbose)
+    evaluation.evaluate(model, data, verbose=verbose)
+    curve = evaluation.step_curve(model, data, 2, verbose=verbose)
     assert len(curve["example_f1"]) == 3
     out = capsys.readouterr().out
     if verbose == 0:

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tfsp import config as config_lib
-from tfsp import experiment, report
+from tfsp import experiment, report, report_benchmarks, report_figures
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -165,17 +165,17 @@ def test_step_curve_legend_tells_variants_apart(tmp_path, monkeypatch, toy_task)
     c["config"]["optimizer"] = {"learning_rate": 0.01}
     records = named({"toy-dvn": a, "toy-dvn-long": b, "toy-dvn-lr": c}, str(tmp_path))
     labels = []
-    real_save = report._save
-    monkeypatch.setattr(report, "_save", lambda fig, path: (
+    real_save = report_figures._save
+    monkeypatch.setattr(report_figures, "_save", lambda fig, path: (
         labels.extend(t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()), real_save(fig, path)))
-    assert report.step_curve_figure(records, str(tmp_path / "steps.png"), defaults={a["_path"]})
+    assert report_figures.step_curve_figure(records, str(tmp_path / "steps.png"), defaults={a["_path"]})
     assert labels == ["toy-dvn (task default)", "toy-dvn-long", "toy-dvn-lr"]
 
 
 def test_validation_epochs_follow_validation_every():
     r = record("toy", "dvn")
-    assert report._history_epochs(r, "loss", 4) == [1, 2, 3, 4]
-    assert report._history_epochs(r, "val_example_f1", 2) == [2, 4]
+    assert report_figures._history_epochs(r, "loss", 4) == [1, 2, 3, 4]
+    assert report_figures._history_epochs(r, "val_example_f1", 2) == [2, 4]
 
 
 def test_qualitative_grid_from_a_tiny_segmentation_run(tmp_path, monkeypatch):
@@ -190,10 +190,10 @@ def test_qualitative_grid_from_a_tiny_segmentation_run(tmp_path, monkeypatch):
     run_dir = tmp_path / "runs" / "horses-fcn"
     rec = experiment.run(config, str(run_dir), None, verbose=0)
     rec.update(_path=str(tmp_path / "horses-fcn.json"), command=f"python -m tfsp.launch --model_dir={run_dir}")
-    written = report.qualitative_figures([rec], str(tmp_path))
+    written = report_figures.qualitative_figures([rec], str(tmp_path))
     assert written == [str(tmp_path / "qualitative-horses.png")]
     assert (tmp_path / "qualitative-horses.png").stat().st_size > 1000
-    assert "](qualitative-horses.png)" in report.figure_links(str(tmp_path), str(tmp_path))
+    assert "](qualitative-horses.png)" in report_figures.figure_links(str(tmp_path), str(tmp_path))
     # Two runs under one label get column titles that tell them apart.
     from matplotlib.figure import Figure
 
@@ -214,7 +214,7 @@ def test_segmentation_benchmark_table(tmp_path):
     (tmp_path / "benchmark-horses.json").write_text(json.dumps(
         {"benchmark": "horses", "refinement": [row], "command": "launch/benchmark_segmentation.py",
          "machine": {"load_average_1_5_15min": [1, 1, 1]}}))
-    table = report.segmentation_benchmark_tables(str(tmp_path))
+    table = report_benchmarks.segmentation_benchmark_tables(str(tmp_path))
     assert "| ldrsp (average) | 36 × 24² | 100 | 30 × 4 | 2.00 | 1.50 | 20.00 | 10.0× |" in table
 
 

@@ -44,12 +44,12 @@ def test_rerun_into_a_model_dir_with_other_settings_is_refused(tiny_mulan, tmp_p
     experiment.run(tiny_config(arff, xml), str(run_dir), None, verbose=0)
     before = snapshot(run_dir)
 
-    other = tiny_config(arff, xml, seed=1, optimizer={"learning_rate": 0.01}, test_refine={"steps": 3})
+    other = tiny_config(arff, xml, seed=1, optimizer={"learning_rate": 0.01}, crop_mode="joint")
     with pytest.raises(config_lib.ConfigError) as error:
         experiment.run(other, str(run_dir), None, verbose=0)
     message = str(error.value)
     for expected in ("seed: 0 in config.json, 1 now", "optimizer.learning_rate: 0.001 in config.json, 0.01 now",
-                     "test_refine.steps", "Use the stored configuration", "--set seed=0", "another --model_dir"):
+                     "crop_mode", "Use the stored configuration", "--set seed=0", "another --model_dir"):
         assert expected in message, message
     assert snapshot(run_dir) == before, "a refused run wrote into the model dir"
 
@@ -57,7 +57,7 @@ def test_rerun_into_a_model_dir_with_other_settings_is_refused(tiny_mulan, tmp_p
     # test-time settings is what --mode=evaluate is for.
     with pytest.raises(config_lib.ConfigError, match="seed: 0 in config.json, 1 now"):
         experiment.evaluate_saved(tiny_config(arff, xml, seed=1), str(run_dir))
-    experiment.evaluate_saved(tiny_config(arff, xml, test_refine={"steps": 3}), str(run_dir))
+    experiment.evaluate_saved(tiny_config(arff, xml, crop_mode="joint"), str(run_dir))
 
     # Allowed on resume: the data moved, the evaluation batch size, post-training settings, more epochs.
     moved = tmp_path / "moved"
@@ -130,8 +130,8 @@ def test_results_of_another_run_are_not_replaced(tiny_mulan, tmp_path):
         experiment.run(tiny_config(arff, xml, seed=1), str(tmp_path / "seed1"), str(path), verbose=0)
     assert not (tmp_path / "seed1").exists()
     assert json.loads(path.read_text())["seed"] == 0
-    with pytest.raises(config_lib.ConfigError, match="test_refine.steps"):
-        experiment.evaluate_saved(tiny_config(arff, xml, test_refine={"steps": 3}), str(run_dir), str(path))
+    with pytest.raises(config_lib.ConfigError, match="crop_mode"):
+        experiment.evaluate_saved(tiny_config(arff, xml, crop_mode="joint"), str(run_dir), str(path))
 
     # The same run again, and the same model dir resumed with more epochs: its own record, replaced.
     experiment.run(tiny_config(arff, xml), str(run_dir), str(path), verbose=0)
@@ -164,7 +164,7 @@ def test_results_of_another_run_are_not_replaced(tiny_mulan, tmp_path):
     ({"g_optimizer": {"learning_rate": 0}}, "g_optimizer.learning_rate=0.0 (must be > 0)"),
     ({"inference_net": {"dropout": 1}}, "inference_net.dropout=1.0 (must be in [0, 1))"),
     ({"value_net": {"hidden": [150, 0]}}, "value_net.hidden=[150, 0] (must be all >= 1)"),
-    ({"sample_weights": {"inference": -1}}, 'sample_weights={"inference": -1.0} (must be all >= 0)'),
+    ({"extra_sample_weights": {"stratified": -1}}, 'extra_sample_weights={"stratified": -1.0} (must be all >= 0)'),
     ({"validation_every": 0}, "validation_every=0 (must be >= 1)"),
 ])
 def test_out_of_range_values_are_errors_naming_the_field(overrides, named):
@@ -194,16 +194,16 @@ def test_launcher_rejects_bad_values_before_writing_anything(tiny_mulan, tmp_pat
 
 # ----- item 3: every bad input a clear error ----------------------------------------------------
 @pytest.mark.parametrize("assignment,message", [
-    ("optimizer.learning_rate=fast", "optimizer.learning_rate: expected a number, got 'fast'"),
+    ("d_optimizer.learning_rate=fast", "d_optimizer.learning_rate: expected a number, got 'fast'"),
     ("data.batch_size=abc", "data.batch_size: expected an integer, got 'abc'"),
     ("data.batch_size=2.5", "data.batch_size: expected an integer, got 2.5"),
     ("inference_net.hidden=300", "inference_net.hidden: expected a list of integers, e.g. [150], got 300"),
     ('inference_net.hidden=[300, "x"]', "inference_net.hidden: expected a list of integers, e.g. [150], got [300, 'x']"),
-    ('sample_weights={"inference": "high"}',
-     "sample_weights: expected an object of numbers, e.g. {\"name\": 0.5}, got {'inference': 'high'}"),
+    ('extra_sample_weights={"stratified": "high"}',
+     "extra_sample_weights: expected an object of numbers, e.g. {\"name\": 0.5}, got {'stratified': 'high'}"),
     ("crop_mode=3", "crop_mode: expected a string, got 3"),
     ("deterministic=maybe", "deterministic: expected true or false, got 'maybe'"),
-    ("optimizer.clipnorm=big", "optimizer.clipnorm: expected a number or null, got 'big'"),
+    ("d_optimizer.clipnorm=big", "d_optimizer.clipnorm: expected a number or null, got 'big'"),
     ("data=3", "data must be an object, got 3"),
 ])
 def test_values_of_the_wrong_type_name_field_value_and_type(assignment, message):
@@ -214,16 +214,17 @@ def test_values_of_the_wrong_type_name_field_value_and_type(assignment, message)
 
 def test_values_of_the_right_type_are_converted():
     config = config_lib.resolve("mlc", "ldrsp", config_lib.parse_assignments([
-        "optimizer.learning_rate=1", "data.batch_size=16.0", "deterministic=1", "optimizer.clipnorm=null",
-        'sample_weights={"inference": 1}']))
-    assert config.optimizer.learning_rate == 1.0 and isinstance(config.optimizer.learning_rate, float)
+        "d_optimizer.learning_rate=1", "data.batch_size=16.0", "deterministic=1", "d_optimizer.clipnorm=null",
+        'extra_sample_weights={"stratified": 1}']))
+    optimizer = config.settings.d_optimizer
+    assert optimizer.learning_rate == 1.0 and isinstance(optimizer.learning_rate, float)
     assert config.data.batch_size == 16 and isinstance(config.data.batch_size, int)
-    assert config.deterministic is True and config.optimizer.clipnorm is None
-    assert config.sample_weights == {"inference": 1.0}
+    assert config.deterministic is True and optimizer.clipnorm is None
+    assert config.settings.extra_sample_weights == {"stratified": 1.0}
 
 
 @pytest.mark.parametrize("assignment,named", [
-    ("optimizer.learning_rate=fast", "optimizer.learning_rate: expected a number, got 'fast'"),
+    ("d_optimizer.learning_rate=fast", "d_optimizer.learning_rate: expected a number, got 'fast'"),
     ("data.batch_size=abc", "data.batch_size: expected an integer, got 'abc'"),
     ("inference_net.hidden=300", "inference_net.hidden: expected a list of integers, e.g. [150], got 300"),
     ("data.validation_fraction=2", "data.validation_fraction=2.0 (must be in [0, 1))"),

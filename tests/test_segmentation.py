@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from tfsp import config as config_lib
-from tfsp import crops, experiment
-from tfsp.methods import DVN
+from tfsp import crops, evaluation, experiment
+from tfsp.methods import DVN, DVNSettings
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig
 from tfsp.spec import binary_segmentation_spec
@@ -42,7 +42,7 @@ def test_joint_inference_equals_crop_averaging_for_an_additive_value():
     refine_config = RefineConfig(steps=5, step_size=0.1)
     outputs = {}
     for mode in ("average", "joint"):
-        model = DVN(spec, value_net=LocalValue(), test_refine=refine_config, crop_mode=mode)
+        model = DVN(spec, value_net=LocalValue(), settings=DVNSettings(test_refine=refine_config), crop_mode=mode)
         # The value is the raw score here, so the step is the same in both modes.
         model.value_map = lambda context, training=False, m=model: (  # noqa: E731
             lambda y: m.value_net.score(context, y))
@@ -75,7 +75,10 @@ def toy_task(method_overrides, method):
     spec = binary_segmentation_spec("toy", 32, crop_size=24, crop_grid=3)
     train = segmentation_dataset(images[:64], masks[:64], 16, training=True, crop_size=24, seed=0)
     test = segmentation_dataset(images[64:], masks[64:], 32, training=False, seed=0)
-    config = config_lib.resolve("horses", method, method_overrides)
+    own = {f.name for f in dataclasses.fields(config_lib.resolve("horses", method).settings)}
+    # SMALL's optimizers: those this method has.
+    config = config_lib.resolve("horses", method, {k: v for k, v in method_overrides.items()
+                                                   if not k.endswith("optimizer") or k in own})
     config = dataclasses.replace(config, seed=0)
     return spec, train, test, config
 
@@ -100,30 +103,30 @@ def test_segmentation_methods_learn_toy_shapes(method, extra):
     model = experiment.build_method(config, spec, steps_per_epoch=4)
     history = model.fit(train, epochs=8, verbose=0, shuffle=False)
     assert history.history["loss"][-1] < history.history["loss"][0]
-    metrics = experiment.evaluate(model, test)
+    metrics = evaluation.evaluate(model, test)
     # All-foreground scores the mean foreground fraction (about 0.2); the methods must beat it clearly.
     assert metrics["mean_iou"] > 45, metrics
     assert 0 < metrics["global_iou"] <= 100
     if method != "fcn":
-        by_mode = experiment.crop_mode_metrics(model, test)
+        by_mode = evaluation.crop_mode_metrics(model, test)
         assert set(by_mode) == {"average", "joint"}
         # The mode the model uses gives the metrics above; the other one is a fresh compile.
         assert by_mode[model.crop_mode]["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
-        assert experiment.evaluate(model, test)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
+        assert evaluation.evaluate(model, test)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
         # The step curve's last step (and its step 0 for G alone) are the test metrics, so a
         # run with a step curve evaluates the test set once, not twice.
-        curve = experiment.step_curve(model, test, model.test_refine.steps)
-        from_curve = experiment.metrics_from_step_curve(model, curve)
+        curve = evaluation.step_curve(model, test, model.test_refine.steps)
+        from_curve = evaluation.metrics_from_step_curve(model, curve)
         assert set(from_curve) == set(metrics), (from_curve, metrics)
         for name, value in metrics.items():
             assert from_curve[name] == pytest.approx(value, abs=1e-3), name
         if method == "ldrsp":
             # Steps selected on a validation set: the best of its step curve, then used.
-            selected = experiment.select_refine_steps(model, test)
+            selected = evaluation.select_refine_steps(model, test)
             best = max(selected["validation_curve"]["mean_iou"])
             assert selected["configured"] == 5 and model.test_refine.steps == selected["chosen"]
             assert selected["validation_curve"]["mean_iou"][selected["chosen"]] == best
-            assert experiment.evaluate(model, test)["mean_iou"] == pytest.approx(best, abs=1e-3)
+            assert evaluation.evaluate(model, test)["mean_iou"] == pytest.approx(best, abs=1e-3)
     outputs = model.predict(test, verbose=0)
     assert outputs["y"].shape == (32, 32, 32, 1)
 
@@ -149,10 +152,10 @@ def test_crop_mode_chosen_on_validation_and_validation_crop_grid():
     spec = binary_segmentation_spec("toy", 32, crop_size=24, crop_grid=6)
     images, masks = ellipses(6)
     validation = tf.data.Dataset.from_tensor_slices((images, masks)).batch(3)
-    model = DVN(spec, value_net=LocalValue(), test_refine=RefineConfig(steps=3, step_size=0.1),
+    model = DVN(spec, value_net=LocalValue(), settings=DVNSettings(test_refine=RefineConfig(steps=3, step_size=0.1)),
                 crop_mode="joint")
     model.compile(optimizer="adam")
-    chosen = experiment.select_crop_mode(model, validation)
+    chosen = evaluation.select_crop_mode(model, validation)
     assert set(chosen["validation"]) == {"average", "joint"} and chosen["configured"] == "joint"
     scores = {m: v["mean_iou"] for m, v in chosen["validation"].items()}
     assert model.crop_mode == chosen["chosen"] == max(scores, key=lambda m: (scores[m], m == "joint"))

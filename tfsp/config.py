@@ -4,11 +4,15 @@ A task file (`tasks/<task>.json`) holds the papers' hyper-parameters:
 
     {"task": "bibtex", "description": ..., "references": [...],
      "experiment": {... fields of ExperimentConfig shared by all methods ...},
-     "methods": {"dvn": {... overrides for DVN ...}, "ldrsp": {...}, ...}}
+     "methods": {"dvn": {... DVN's settings, and overrides of the shared fields ...}, ...}}
 
-The launcher resolves `ExperimentConfig` = defaults <- "experiment" <- "methods"[method]
-<- command-line flags (`--set data.batch_size=64` and the named flags). Unknown keys
-are errors that name the key and the file, so a typo never silently does nothing.
+A method's settings are the fields of the dataclass its module registered
+(tfsp.methods.registry), named beside ExperimentConfig's ("test_refine": {...}) and held in
+`config.settings`. The launcher resolves `ExperimentConfig` = defaults <- "experiment" <-
+"methods"[method] <- command-line flags (`--set data.batch_size=64` and the named flags).
+Unknown keys are errors that name the key and the file, so a typo never silently does
+nothing; out-of-range values are errors of `validate` (each dataclass's RANGES).
+Stored configurations of any tfsp version are read and compared by tfsp.stored_config.
 """
 
 from __future__ import annotations
@@ -16,15 +20,36 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
+
+from tfsp.config_values import ConfigError, coerce  # noqa: F401 -- ConfigError: tfsp.config's error
 
 TASKS_DIR_ENV = "TFSP_TASKS_DIR"
 DATA_DIR_ENV = "TFSP_DATA_DIR"
+
+
+# ----- value ranges: a config dataclass's RANGES = {field: rule}, checked by validate() --------------
+def at_least(n):
+    return (lambda v: v >= n), f">= {n}"
+
+
+def each(rule):
+    test, text = rule
+    return (lambda v: all(test(x) for x in (v.values() if isinstance(v, dict) else v))), f"all {text}"
+
+
+POSITIVE = (lambda v: v > 0), "> 0"
+FRACTION = (lambda v: 0 <= v < 1), "in [0, 1)"
+PROBABILITY = (lambda v: 0 <= v <= 1), "in [0, 1]"
+OPEN_FRACTION = (lambda v: 0 < v < 1), "in (0, 1)"
+
+TASK_DECIDES = {"task_decides": True}
+"""Metadata of a field that the task sets, not a configuration (e.g. a refinement's projection,
+the task's feasible set): task files and --set may not name it, records leave it out."""
 
 
 @dataclasses.dataclass
@@ -62,6 +87,11 @@ class DataConfig:
     split_sizes: List[int] = dataclasses.field(default_factory=list)
     """Segmentation without official lists: train / validation / test sizes of a seeded permutation."""
 
+    RANGES: ClassVar = {"n_train": at_least(0), "train_fraction": OPEN_FRACTION, "split_seed": at_least(0),
+                        "validation_fraction": FRACTION, "batch_size": at_least(1),
+                        "eval_batch_size": at_least(1), "image_size": at_least(1), "crop_size": at_least(0),
+                        "crop_grid": at_least(1), "split_sizes": each(at_least(0))}
+
 
 @dataclasses.dataclass
 class NetworkConfig:
@@ -79,6 +109,9 @@ class NetworkConfig:
     activation: str = "relu"
     spen_second_layer: bool = False
 
+    RANGES: ClassVar = {"filters": each(at_least(1)), "dense": each(at_least(1)), "hidden": each(at_least(1)),
+                        "num_pairwise": at_least(0), "weight_decay": at_least(0), "dropout": FRACTION}
+
 
 @dataclasses.dataclass
 class OptimizerConfig:
@@ -92,47 +125,9 @@ class OptimizerConfig:
     decay_factor: float = 0.1
     clipnorm: Optional[float] = None
 
-
-@dataclasses.dataclass
-class RefineSettings:
-    """tfsp.refine.RefineConfig without the projection (which the task decides)."""
-    steps: int = 20
-    step_size: float = 0.5
-    normalize: bool = False
-    tolerance: float = 0.0
-    adam: bool = False
-    """Per-element Adam on y instead of (normalized) gradient steps."""
-    decay: float = 0.0
-    """Step size η / (1 + decay·t) at step t."""
-    best_iterate: bool = False
-    """Return the iterate of highest value along the trajectory, not the last."""
-
-
-@dataclasses.dataclass
-class AdversarialSettings:
-    steps: int = 1
-    step_size: float = 0.5
-    normalize: bool = False
-    from_ground_truth: float = 0.5
-    objective: str = "loss"
-    """loss: ascend D's regression loss (the papers); value: ascend D's value (the published DVN code)."""
-    best_iterate: bool = False
-    """Keep, per example, the most adversarial iterate (highest objective) of the steps taken."""
-
-
-@dataclasses.dataclass
-class ImplicitSettings:
-    """The implicit trainer (Shankar & Piratla, Algorithm 1)."""
-    inner_steps: int = 1
-    """T_inner: gradient steps on the inference network θ per batch."""
-    neumann_terms: int = 5
-    """J: terms of the von Neumann series for the inverse-Hessian-vector product."""
-    neumann_step: float = 0.01
-    """α of the series α·Σ_j (I − αH)^j v (needs α < 2/λ_max(H))."""
-    energy_weight: float = 1.0
-    """λ in L_aux = CE(y, A_θ(x)) + λ·E_φ(x, A_θ(x))."""
-    cd_samples: int = 10
-    """K: Bernoulli samples of A_θ(x) per example in the contrastive-divergence loss."""
+    RANGES: ClassVar = {"learning_rate": POSITIVE, "beta_1": FRACTION, "momentum": at_least(0),
+                        "decay_epochs": each(at_least(0)), "decay_factor": POSITIVE,
+                        "clipnorm": ((lambda v: v is None or v > 0), "> 0 or null")}
 
 
 @dataclasses.dataclass
@@ -156,52 +151,8 @@ class ExperimentConfig:
     value_net: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     inference_net: NetworkConfig = dataclasses.field(
         default_factory=lambda: NetworkConfig(hidden=[150, 150]))
-    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
-    """Optimizer of single-network methods (feedforward, dvn)."""
-    d_optimizer: OptimizerConfig = dataclasses.field(
-        default_factory=lambda: OptimizerConfig(beta_1=0.5))
-    g_optimizer: OptimizerConfig = dataclasses.field(
-        default_factory=lambda: OptimizerConfig(beta_1=0.5))
-    test_refine: RefineSettings = dataclasses.field(default_factory=RefineSettings)
-    train_refine: RefineSettings = dataclasses.field(default_factory=RefineSettings)
-    adversarial: AdversarialSettings = dataclasses.field(default_factory=AdversarialSettings)
-    train_with_test_refine: bool = False
-    """DVN: inference tuples come from exactly the test-time refinement (test_refine; with
-    crop_mode average each training crop is refined as a test crop is), not train_refine."""
-    inference_from_ground_truth: float = 0.0
-    """DVN: fraction of the inference tuples whose refinement starts from y* instead of zeros."""
     select_crop_mode: bool = False
     """Segmentation: choose the test crop mode (average | joint) on the validation split."""
-    sample_weights: Dict[str, float] = dataclasses.field(
-        default_factory=lambda: {"inference": 1.0, "adversarial": 1.0})
-    """DVN: weight of each kind of generated tuple (inference, adversarial, ground_truth,
-    stratified, mismatched: another example's ground truth)."""
-    generator_adversarial_weight: float = 1.0
-    """LDRSP λ_g."""
-    inference_weight: float = 1.0
-    """LDRSP λ_v: weight of refined samples in D's loss."""
-    adversarial_weight: float = 1.0
-    """LDRSP β_v: weight of adversarial samples in D's loss."""
-    g_pretrain_updates: int = 0
-    """LDRSP schedule: first this many updates train G on cross-entropy alone."""
-    d_warmup_updates: int = 0
-    """LDRSP schedule: then this many train D alone on the frozen G's tuples; then joint training."""
-    noisy_weight: float = 0.0
-    """LDRSP: weight in D's loss of noisy G outputs, output_probabilities(logits + noise_std·ε)."""
-    noise_std: float = 1.0
-    extra_sample_weights: Dict[str, float] = dataclasses.field(default_factory=dict)
-    """LDRSP: weights in D's loss of tuples made from y* alone, which the papers do not use:
-    stratified (interpolations to noise), mismatched (another example's ground truth)."""
-    primary_loss: str = "ssvm"
-    """implicit: the outer loss, ssvm | cd | dvn (--primary_loss)."""
-    implicit: ImplicitSettings = dataclasses.field(default_factory=ImplicitSettings)
-    pretrain_epochs: float = 0.0
-    """SPEN: epochs of logistic-loss pre-training of the feature network before SSVM training;
-    implicit: epochs with λ = 0 (A_θ on cross-entropy alone) while the energy already trains."""
-    infnet_test_weight: float = 1.0
-    """InfNet λ (Tu & Gimpel 2018 Eq. 5): weight of the test-time inference network's hinge."""
-    infnet_cross_entropy_weight: float = 1.0
-    """InfNet: weight of the cross-entropy of F(x) and A(x) to y* in the networks' objective."""
     epochs: int = 10
     updates: int = 0
     """If > 0: the training budget in updates (train steps); epochs = ceil(updates / steps per
@@ -230,105 +181,96 @@ class ExperimentConfig:
     jit_compile: bool = False
     deterministic: bool = False
     """tf.config.experimental.enable_op_determinism() (slower; exact reruns)."""
+    settings: Any = None
+    """The settings of the method (config.algorithm or config.method): an instance of the
+    dataclass its module registered (tfsp.methods.registry), e.g. its optimizers, refinement
+    and loss weights. Task files and --set name its fields beside this class's ("test_refine.steps");
+    records store them nested, under "settings"."""
+
+    RANGES: ClassVar = {"epochs": at_least(1), "final_epochs_on_all_training_data": at_least(0),
+                        "validation_every": at_least(1), "seed": at_least(0), "updates": at_least(0),
+                        "checkpoint_every": at_least(1), "validation_images": at_least(0),
+                        "validation_crop_grid": at_least(0)}
+    """epochs >= 1 because every run, trained or evaluated, has trained at least one epoch (a
+    run of 0 epochs would record untrained weights)."""
+
+    def __post_init__(self):
+        self.use_method_settings()
+
+    def use_method_settings(self) -> None:
+        """Gives the config the default settings of its method if it has none, or settings of
+        another method's class; leaves None for a name no module registered (resolve and
+        build_method say so)."""
+        name = self.algorithm or self.method
+        if not name:
+            return
+        from tfsp.methods import registry
+
+        settings_class = registry.settings_class(name)
+        if settings_class is not None and not isinstance(self.settings, settings_class):
+            self.settings = settings_class()
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class ConfigError(ValueError):
-    """A configuration key or value that does not fit; the message names where it came from."""
+        return as_dict(self)
 
 
 def _is_dataclass_type(t) -> bool:
     return isinstance(t, type) and dataclasses.is_dataclass(t)
 
 
+def settable_fields(instance) -> List[dataclasses.Field]:
+    """The fields a task file or --set may name (those the task decides aside), and records hold."""
+    return [f for f in dataclasses.fields(instance) if not f.metadata.get("task_decides")]
+
+
+def as_dict(instance) -> Dict[str, Any]:
+    """dataclasses.asdict without the fields the task decides (TASK_DECIDES)."""
+    return {f.name: (as_dict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value))
+            for f in settable_fields(instance) for value in [getattr(instance, f.name)]}
+
+
+def setting_name(path: str) -> str:
+    """A field's dotted path as task files and --set name it: the method's settings beside the
+    experiment's fields ("settings.test_refine.steps" -> "test_refine.steps")."""
+    return path[len("settings."):] if path.startswith("settings.") else path
+
+
 def merge_into(instance, overrides: Dict[str, Any], origin: str, prefix: str = ""):
     """Sets fields of a (nested) dataclass from a dict; unknown keys and values of the wrong
-    type raise ConfigError naming `origin` and the field's dotted path (prefix + key)."""
+    type raise ConfigError naming `origin` and the field's dotted path (prefix + key).
+
+    An ExperimentConfig takes its method's settings by their own names beside its fields
+    ("test_refine": {...}), or nested under "settings" as records store them; "method" and
+    "algorithm" are set first, so the keys that follow find that method's settings."""
+    if isinstance(instance, ExperimentConfig):
+        overrides = dict(overrides)
+        for key in ("method", "algorithm"):
+            if key in overrides:
+                setattr(instance, key, coerce(overrides.pop(key), str, f"{origin}: {prefix}{key}"))
+        instance.use_method_settings()
+        if isinstance(overrides.get("settings"), dict) and instance.settings is not None:
+            merge_into(instance.settings, overrides.pop("settings"), origin, prefix)
     hints = typing.get_type_hints(type(instance))
-    fields = {f.name for f in dataclasses.fields(instance)}
+    fields = {f.name for f in settable_fields(instance)} - {"settings"}
+    settings = getattr(instance, "settings", None) if isinstance(instance, ExperimentConfig) else None
+    settings_fields = {f.name for f in settable_fields(settings)} if settings is not None else set()
     for key, value in overrides.items():
         path = prefix + key
+        if key in settings_fields:
+            merge_into(settings, {key: value}, origin, prefix)
+            continue
         if key not in fields:
-            raise ConfigError(f"{origin}: unknown key {path!r} in {type(instance).__name__}; "
-                              f"valid keys: {sorted(fields)}")
+            owner = type(instance).__name__ + (f" or {type(settings).__name__}" if settings is not None else "")
+            raise ConfigError(f"{origin}: unknown key {path!r} in {owner}; "
+                              f"valid keys: {sorted(fields | settings_fields)}")
         if _is_dataclass_type(hints[key]):
             if not isinstance(value, dict):
                 raise ConfigError(f"{origin}: {path} must be an object, got {value!r}")
             merge_into(getattr(instance, key), value, origin, prefix=f"{path}.")
         else:
             # Maps (e.g. sample_weights) are replaced whole: a task says all the kinds it uses.
-            setattr(instance, key, _coerce(value, hints[key], f"{origin}: {path}"))
+            setattr(instance, key, coerce(value, hints[key], f"{origin}: {path}"))
     return instance
-
-
-class _WrongType(Exception):
-    pass
-
-
-_TYPE_NAMES = {int: ("an integer", "integers", "150"), float: ("a number", "numbers", "0.5"),
-               str: ("a string", "strings", '"name"'), bool: ("true or false", "booleans", "true")}
-"""For error messages: (one, several, an example)."""
-
-
-def _describe(hint) -> str:
-    """What a value of type `hint` looks like, for error messages."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:
-        return " or ".join([_describe(a) for a in args if a is not type(None)] + ["null"])
-    if origin is list:
-        _, several, example = _TYPE_NAMES[args[0]]
-        return f"a list of {several}, e.g. [{example}]"
-    if origin is dict:
-        _, several, example = _TYPE_NAMES[args[1]]
-        return f'an object of {several}, e.g. {{"name": {example}}}'
-    return _TYPE_NAMES[hint][0] if hint in _TYPE_NAMES else str(hint)
-
-
-def _coerce(value, hint, where: str):
-    """`value` as the field type `hint` (int, float, bool, str, Optional, List[...], Dict[str, ...]),
-    e.g. 64 -> 64.0 for a float or "true" -> True; anything else raises ConfigError."""
-    try:
-        return _coerce_value(value, hint)
-    except _WrongType:
-        raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}") from None
-
-
-def _coerce_value(value, hint):
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:  # Optional[X]
-        if value is None:
-            return None
-        return _coerce_value(value, next(a for a in args if a is not type(None)))
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _WrongType
-        return [_coerce_value(v, args[0]) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise _WrongType
-        return {k: _coerce_value(v, args[1]) for k, v in value.items()}
-    if hint is bool:
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
-            return bool(value)
-        raise _WrongType
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        if not is_number or not math.isfinite(value) or float(value) != int(value):
-            raise _WrongType
-        return int(value)
-    if hint is float:
-        if not is_number:
-            raise _WrongType
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise _WrongType
-        return value
-    return value
 
 
 def tasks_dirs() -> List[Path]:
@@ -378,18 +320,35 @@ def methods_of(task_content: Dict[str, Any]) -> List[str]:
 
 def resolve(task: str, method: Optional[str], overrides: Optional[Dict[str, Any]] = None,
             ) -> ExperimentConfig:
-    """The experiment configuration for `task` and `method` (default: the task's default method)."""
+    """The experiment configuration for `task` and `method` (default: the task's default method):
+    defaults <- the task file's "experiment" <- its "methods"[method] <- `overrides`. A key of
+    "experiment" that is another of the task's methods' setting (e.g. "d_optimizer", which the
+    feed-forward baseline has not) applies to the methods that have it."""
+    from tfsp.methods import registry
+
     content = load_task(task)
     origin = content["_path"]
     method = method or content.get("default_method")
     valid = methods_of(content)
     if method not in valid:
         raise ConfigError(f"unknown method {method!r} for task {task!r}; valid methods: {valid}")
-    config = ExperimentConfig(task=content.get("task", Path(origin).stem), method=method)
-    merge_into(config, copy.deepcopy(content.get("experiment", {})), origin)
-    merge_into(config, copy.deepcopy(content["methods"][method] or {}), f"{origin}: methods.{method}")
+    shared = copy.deepcopy(content.get("experiment", {}))
+    section = copy.deepcopy(content["methods"][method] or {})
+    algorithm = section.get("algorithm", shared.get("algorithm", ""))
+    config = ExperimentConfig(task=content.get("task", Path(origin).stem), method=method, algorithm=algorithm)
+    if config.settings is None:
+        raise ConfigError(f"{origin}: methods.{method}: no method {algorithm or method!r} is registered "
+                          f"(name one with \"algorithm\"); registered: {registry.names()}")
+    own = {f.name for f in dataclasses.fields(ExperimentConfig)} | {f.name for f in settable_fields(config.settings)}
+    others = {f.name for name in valid for cls in [registry.settings_class(
+        (content["methods"][name] or {}).get("algorithm", shared.get("algorithm", "")) or name)]
+        if cls is not None for f in settable_fields(cls)}
+    merge_into(config, {k: v for k, v in shared.items() if k in own or k not in others}, origin)
+    merge_into(config, section, f"{origin}: methods.{method}")
     if overrides:
-        merge_into(config, overrides, "command line")
+        from tfsp.stored_config import renamed_settings
+
+        merge_into(config, renamed_settings(overrides, config.settings), "command line")
     return config
 
 
@@ -421,112 +380,15 @@ def deep_update(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
     return base
 
 
-# ----- comparing configurations ---------------------------------------------------------------
-LOCATION_FIELDS = ("data.data_dir", "data.arff", "data.xml", "data.eval_batch_size")
-"""Fields that say where the data is read from and how many test examples go in a batch: the
-same files may move between machines, and neither changes a trained weight or a metric."""
-
-
-def leaf_fields(instance, prefix: str = "") -> Dict[str, Any]:
-    """{"data.batch_size": 32, "sample_weights": {...}, ...}: every field of a (nested) config
-    dataclass that is not itself a dataclass, by its dotted path."""
-    leaves: Dict[str, Any] = {}
-    for f in dataclasses.fields(instance):
-        value = getattr(instance, f.name)
-        if dataclasses.is_dataclass(value):
-            leaves.update(leaf_fields(value, f"{prefix}{f.name}."))
-        else:
-            leaves[prefix + f.name] = copy.deepcopy(value)
-    return leaves
-
-
-def config_differences(stored: Dict[str, Any], config: ExperimentConfig,
-                       may_differ=()) -> List[tuple]:
-    """[(field, stored value, value in config)] for every field whose value in `config` differs
-    from `stored` (an ExperimentConfig.to_dict(): a model dir's config.json, a record's "config").
-    A field `stored` lacks counts at its default, as the code behaved before the field existed;
-    fields of `stored` that no longer exist are not settings any more and are ignored. Fields
-    named in `may_differ` (dotted paths, or a prefix such as "test_refine") are skipped."""
-    defaults = leaf_fields(ExperimentConfig())
-    differences = []
-    for path, value in leaf_fields(config).items():
-        if any(path == name or path.startswith(name + ".") for name in may_differ):
-            continue
-        node: Any = stored
-        for part in path.split("."):
-            node = node.get(part, defaults[path]) if isinstance(node, dict) else defaults[path]
-        if node != value:
-            differences.append((path, node, value))
-    return differences
-
-
-def describe_differences(differences, stored_name: str) -> str:
-    """"seed: 0 in <stored_name>, 1 now; ..." for config_differences' list."""
-    return "; ".join(f"{path}: {json.dumps(old)} in {stored_name}, {json.dumps(new)} now"
-                     for path, old, new in differences)
-
-
-def assignments_for(differences) -> str:
-    """The --set flags that restore the stored values of config_differences' list."""
-    import shlex
-
-    return " ".join(f"--set {shlex.quote(f'{path}={json.dumps(old)}')}" for path, old, _ in differences)
-
-
-# ----- value ranges -----------------------------------------------------------------------------
-def _at_least(n):
-    return (lambda v: v >= n), f">= {n}"
-
-
-def _each(rule):
-    test, text = rule
-    return (lambda v: all(test(x) for x in (v.values() if isinstance(v, dict) else v))), f"all {text}"
-
-
-_POSITIVE = (lambda v: v > 0), "> 0"
-_FRACTION = (lambda v: 0 <= v < 1), "in [0, 1)"
-_PROBABILITY = (lambda v: 0 <= v <= 1), "in [0, 1]"
-_OPEN_FRACTION = (lambda v: 0 < v < 1), "in (0, 1)"
-
-_RANGES = {
-    DataConfig: {"n_train": _at_least(0), "train_fraction": _OPEN_FRACTION, "split_seed": _at_least(0),
-                 "validation_fraction": _FRACTION, "batch_size": _at_least(1), "eval_batch_size": _at_least(1),
-                 "image_size": _at_least(1), "crop_size": _at_least(0), "crop_grid": _at_least(1),
-                 "split_sizes": _each(_at_least(0))},
-    NetworkConfig: {"filters": _each(_at_least(1)), "dense": _each(_at_least(1)), "hidden": _each(_at_least(1)),
-                    "num_pairwise": _at_least(0), "weight_decay": _at_least(0), "dropout": _FRACTION},
-    OptimizerConfig: {"learning_rate": _POSITIVE, "beta_1": _FRACTION, "momentum": _at_least(0),
-                      "decay_epochs": _each(_at_least(0)), "decay_factor": _POSITIVE,
-                      "clipnorm": ((lambda v: v is None or v > 0), "> 0 or null")},
-    RefineSettings: {"steps": _at_least(0), "step_size": _POSITIVE, "tolerance": _at_least(0),
-                     "decay": _at_least(0)},
-    AdversarialSettings: {"steps": _at_least(0), "step_size": _POSITIVE, "from_ground_truth": _PROBABILITY},
-    ImplicitSettings: {"inner_steps": _at_least(0), "neumann_terms": _at_least(0), "neumann_step": _POSITIVE,
-                       "energy_weight": _at_least(0), "cd_samples": _at_least(1)},
-    ExperimentConfig: {"epochs": _at_least(1), "final_epochs_on_all_training_data": _at_least(0),
-                       "validation_every": _at_least(1), "seed": _at_least(0), "pretrain_epochs": _at_least(0),
-                       "sample_weights": _each(_at_least(0)), "extra_sample_weights": _each(_at_least(0)),
-                       "generator_adversarial_weight": _at_least(0), "inference_weight": _at_least(0),
-                       "adversarial_weight": _at_least(0), "infnet_test_weight": _at_least(0),
-                       "infnet_cross_entropy_weight": _at_least(0),
-                       "updates": _at_least(0), "checkpoint_every": _at_least(1),
-                       "validation_images": _at_least(0), "validation_crop_grid": _at_least(0),
-                       "inference_from_ground_truth": _PROBABILITY, "g_pretrain_updates": _at_least(0),
-                       "d_warmup_updates": _at_least(0), "noisy_weight": _at_least(0),
-                       "noise_std": _at_least(0)},
-}
-"""The values each field may take; epochs >= 1 because every run, trained or evaluated, has
-trained at least one epoch (a run of 0 epochs would record untrained weights)."""
-
-
+# ----- validation -----------------------------------------------------------------------------
 def _range_problems(instance, prefix: str = "") -> List[str]:
     problems = []
     for f in dataclasses.fields(instance):
         value = getattr(instance, f.name)
         if dataclasses.is_dataclass(value):
-            problems += _range_problems(value, f"{prefix}{f.name}.")
-        elif f.name in _RANGES.get(type(instance), {}):
-            test, text = _RANGES[type(instance)][f.name]
+            problems += _range_problems(value, setting_name(f"{prefix}{f.name}."))
+        elif f.name in getattr(type(instance), "RANGES", {}):
+            test, text = type(instance).RANGES[f.name]
             try:
                 ok = bool(test(value))
             except TypeError:

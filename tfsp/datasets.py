@@ -1,10 +1,14 @@
-"""From a DataConfig to a TaskSpec and batched tf.data pipelines: one builder per loader."""
+"""From a DataConfig to a TaskSpec and batched tf.data pipelines: one builder per loader.
+
+A task is its data (a loader registered here with `register_loader`, reading through its
+module in tfsp.data) and its task file tasks/<name>.json, whose data.loader names the
+loader; evaluation the task needs beyond its spec's metrics is TaskData.test_metrics."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Callable, Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -12,12 +16,8 @@ from absl import logging
 
 from tfsp.config import DATA_DIR_ENV, DataConfig
 from tfsp.data import epochs
-from tfsp import oracles
 from tfsp.data.errors import DataError
 from tfsp.spec import TaskSpec, binary_segmentation_spec, multiclass_segmentation_spec, multilabel_spec
-
-if TYPE_CHECKING:
-    from tfsp.methods import StructuredModel
 
 
 @dataclasses.dataclass
@@ -39,10 +39,23 @@ class TaskData:
     run trains on the batches an uninterrupted one does; fit it with steps_per_epoch."""
     train_and_validation_from_epoch: Optional[Callable[[int], tf.data.Dataset]] = None
     """The same for train ∪ validation."""
-    full_resolution_eval: Optional[Callable[["StructuredModel"], Dict[str, float]]] = None
-    """Optional: scores a trained model on the test split at the labels' original resolution
-    (e.g. LFW at 250x250); returns metric name -> value, G-alone metrics prefixed inference_net_.
-    Takes an optional `verbose` (Keras progress of its predict)."""
+    test_metrics: Optional[Callable[[np.ndarray], Dict[str, float]]] = None
+    """The task's own test metrics, beside its spec's: of one prediction of the test split (the
+    relaxed outputs, in the test pipeline's order), metric name -> value, e.g. LFW's at the
+    labels' original 250x250 and its superpixel accuracy. tfsp.evaluation computes them and
+    the spec's metrics from the same predictions."""
+
+
+BUILDERS: Dict[str, Callable[[DataConfig, int], "TaskData"]] = {}
+
+
+def register_loader(name: str):
+    """Decorator: `builder(config: DataConfig, seed: int) -> TaskData` reads the data of the
+    loader `name` (a task file's data.loader)."""
+    def decorator(builder):
+        BUILDERS[name] = builder
+        return builder
+    return decorator
 
 
 def resolve_data_dir(config: DataConfig) -> Optional[str]:
@@ -69,6 +82,7 @@ def _batched(arrays, batch_size, split):
     return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+@register_loader("mulan")
 def build_mulan(config: DataConfig, seed: int) -> TaskData:
     from tfsp.data import mulan
 
@@ -148,6 +162,7 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
         split=split, source=source)
 
 
+@register_loader("horses")
 def build_horses(config: DataConfig, seed: int) -> TaskData:
     from tfsp.data import horses
     from tfsp.data.images import segmentation_dataset
@@ -190,44 +205,32 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
                     sizes={k: len(v) for k, v in split.items()}, split=description, source=data.source)
 
 
-def lfw_full_resolution_eval(test, batch_size: int) -> Callable[["StructuredModel"], Dict[str, float]]:
-    """Test-set scoring at the labels' full resolution (250x250 for LFW), as the LFW papers do.
+def lfw_test_metrics(test) -> Callable[[np.ndarray], Dict[str, float]]:
+    """LFW's test metrics at the labels' full resolution (250x250), as the LFW papers score.
 
-    `test` is a `tfsp.data.lfw.LfwPartsData`. The returned function runs `model.predict` on the
-    working-resolution test images, upsamples the class probabilities bilinearly to the size of
-    `labels_full` and takes the arg-max (`tfsp.data.lfw.class_maps_from_scores`). It returns
-    the task's working-resolution metrics (as `model.evaluate` computes them: the mean over
-    images), pixel_accuracy_250 (percent of pixels, pooled over the test set) and, when superpixel maps
-    and labels were loaded, superpixel_accuracy (percent of superpixels,
-    `tfsp.data.lfw.superpixel_accuracy`), for the final prediction and, with the
-    inference_net_ prefix, for G alone when the model has a G.
+    `test` is a `tfsp.data.lfw.LfwPartsData`. Of predicted class probabilities at the working
+    resolution, the returned function upsamples them bilinearly to the size of `labels_full`,
+    takes the arg-max (`tfsp.data.lfw.class_maps_from_scores`) and returns pixel_accuracy_250
+    (percent of pixels, pooled over the test set) and, when superpixel maps and labels were
+    loaded, superpixel_accuracy (percent of superpixels, `tfsp.data.lfw.superpixel_accuracy`).
     """
     from tfsp.data import lfw
 
     full_size = test.labels_full.shape[1:]
     superpixels = test.superpixels is not None and test.superpixel_labels is not None
 
-    def evaluate(model, verbose=0) -> Dict[str, float]:
-        outputs = model.predict(test.images, batch_size=batch_size, verbose=verbose)
-        metrics = {}
-        for key, prefix in (("y", ""), ("y_inference_net", "inference_net_")):
-            if key not in outputs:
-                continue
-            # The working-resolution metrics from the same predictions: one refinement pass
-            # over the test set serves both resolutions (each pass is minutes on a CPU).
-            labels = oracles.binarize(tf.constant(outputs[key]), model.spec.multiclass)
-            for name, fn in model.spec.metrics.items():
-                metrics[prefix + name] = float(tf.reduce_mean(fn(labels, tf.constant(test.labels))))
-            class_maps = lfw.class_maps_from_scores(outputs[key], full_size)
-            metrics[prefix + "pixel_accuracy_250"] = 100.0 * lfw.pixel_accuracy(class_maps, test.labels_full)
-            if superpixels:
-                metrics[prefix + "superpixel_accuracy"] = 100.0 * lfw.superpixel_accuracy(
-                    class_maps, test.superpixels, test.superpixel_labels)
-        return metrics
+    def metrics(scores) -> Dict[str, float]:
+        class_maps = lfw.class_maps_from_scores(scores, full_size)
+        values = {"pixel_accuracy_250": 100.0 * lfw.pixel_accuracy(class_maps, test.labels_full)}
+        if superpixels:
+            values["superpixel_accuracy"] = 100.0 * lfw.superpixel_accuracy(
+                class_maps, test.superpixels, test.superpixel_labels)
+        return values
 
-    return evaluate
+    return metrics
 
 
+@register_loader("lfw")
 def build_lfw(config: DataConfig, seed: int) -> TaskData:
     from tfsp.data import lfw
     from tfsp.data.images import segmentation_dataset
@@ -269,14 +272,7 @@ def build_lfw(config: DataConfig, seed: int) -> TaskData:
                     train_from_epoch=lambda k: pipeline(["train"], True, k),
                     train_and_validation_from_epoch=lambda k: pipeline(["train", "validation"], True, k),
                     sizes={s: len(d) for s, d in splits.items()}, split=description, source=test.source,
-                    full_resolution_eval=lfw_full_resolution_eval(test, config.eval_batch_size))
-
-
-BUILDERS: Dict[str, Callable[[DataConfig, int], TaskData]] = {
-    "mulan": build_mulan,
-    "horses": build_horses,
-    "lfw": build_lfw,
-}
+                    test_metrics=lfw_test_metrics(test))
 
 
 READERS = ("files", "tfds")

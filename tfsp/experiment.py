@@ -1,435 +1,44 @@
-"""One experiment end to end: data, method, fit with callbacks, evaluation, results JSON.
+"""One experiment end to end, as jobs: `run` (set up, train with its callbacks, evaluate, write
+the record), `restore` (a finished run's weights) and `evaluate_saved` (--mode=evaluate).
 
-The split follows the TensorFlow Model Garden: the task (data + spec) is built from
-`config.data`, the method (a `keras.Model` with its own `train_step`) from the rest;
-`run` wires them to `fit`, TensorBoard, checkpoints and the results file.
+The split follows the TensorFlow Model Garden: the task (data + spec, tfsp.datasets) is built
+from `config.data`, the method (a registered `keras.Model` with its own `train_step`,
+tfsp.build) from the rest; the callbacks are tfsp.callbacks, the test pass tfsp.evaluation.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfsp import crops, oracles, results, summaries
-from tfsp.config import (LOCATION_FIELDS, ConfigError, ExperimentConfig, NetworkConfig, OptimizerConfig,
-                         assignments_for, config_differences, describe_differences, validate)
-from tfsp.datasets import TaskData, build_task_data
-from tfsp.methods import (DVN, LDRSP, SPEN, AdversarialConfig, FeedForward, ImplicitEnergy, InfNet,
-                          StructuredModel)
-from tfsp.methods.base import WithInferenceNetwork, per_example_mean
-from tfsp.networks import FCN, ConvValueNet, MultiLabelEnergy, MultiLabelMLP, PatchDiscriminator
-from tfsp.refine import RefineConfig, project
-from tfsp.spec import TaskSpec
+from tfsp import results, summaries
+from tfsp.build import build_method, dtype_policy
+from tfsp.callbacks import BestWeights, CheckpointMismatch, EpochCheckpoint, StopOnNonFinite, write_checkpoint_atomically
+from tfsp.config import ConfigError, ExperimentConfig, validate
+from tfsp.stored_config import LOCATION_FIELDS, assignments_for, config_differences, describe_differences
+from tfsp.datasets import build_task_data
+from tfsp.evaluation import periodic_validation_data, test_record
+from tfsp.methods import StructuredModel
 
-METHOD_CLASSES = {"feedforward": FeedForward, "dvn": DVN, "ldrsp": LDRSP, "spen": SPEN, "infnet": InfNet,
-                  "implicit": ImplicitEnergy}
-METHODS = tuple(METHOD_CLASSES)
+__all__ = ["CheckpointMismatch", "TrainingDiverged", "run", "restore", "evaluate_saved", "make_strategy",
+           "check_model_dir_config", "build_method"]
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
-
-
-class CheckpointMismatch(ConfigError):
-    """The model directory's checkpoint was written for a different model (another method or
-    configuration, or an older version of tfsp whose variables differ)."""
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the message says where and which checkpoint is intact."""
-
-
-# ----- building blocks -----------------------------------------------------------------------
-def build_value_network(spec: TaskSpec, config: NetworkConfig):
-    kind = config.kind or ("energy" if len(spec.output_shape) == 1 else "conv")
-    if kind == "energy":
-        return MultiLabelEnergy(spec.output_shape[0], hidden=config.hidden,
-                                num_pairwise=config.num_pairwise, weight_decay=config.weight_decay,
-                                spen_second_layer=config.spen_second_layer, dropout=config.dropout,
-                                name="value_net")
-    if kind == "conv":
-        return ConvValueNet(filters=config.filters, dense=config.dense, dropout=config.dropout,
-                            activation=config.activation, name="value_net")
-    if kind == "patch":
-        return PatchDiscriminator(filters=config.filters, name="value_net")
-    raise ValueError(f"unknown value network kind {kind!r}; valid: ['energy', 'conv', 'patch']")
-
-
-def build_inference_network(spec: TaskSpec, config: NetworkConfig, name: str = "inference_net"):
-    kind = config.kind or ("mlp" if len(spec.output_shape) == 1 else "fcn")
-    if kind == "mlp":
-        return MultiLabelMLP(spec.output_shape[0], hidden=config.hidden, activation=config.activation,
-                             dropout=config.dropout, weight_decay=config.weight_decay,
-                             name=name)
-    if kind == "fcn":
-        return FCN(spec.output_shape[-1], filters=config.filters, name=name)
-    raise ValueError(f"unknown inference network kind {kind!r}; valid: ['mlp', 'fcn']")
-
-
-def build_optimizer(config: OptimizerConfig, steps_per_epoch: int):
-    learning_rate: Any = config.learning_rate
-    if config.decay_epochs:
-        boundaries = [int(e * steps_per_epoch) for e in config.decay_epochs]
-        values = [config.learning_rate * config.decay_factor ** i for i in range(len(boundaries) + 1)]
-        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    kwargs = {"clipnorm": config.clipnorm} if config.clipnorm else {}
-    if config.name == "adam":
-        return keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, **kwargs)
-    if config.name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=config.momentum, **kwargs)
-    raise ValueError(f"unknown optimizer {config.name!r}; valid: ['adam', 'sgd']")
-
-
-def _refine_config(settings, spec: TaskSpec) -> RefineConfig:
-    return RefineConfig(steps=settings.steps, step_size=settings.step_size,
-                        normalize=settings.normalize, projection=spec.projection,
-                        tolerance=settings.tolerance, adam=settings.adam, decay=settings.decay,
-                        best_iterate=settings.best_iterate)
-
-
-def _method_arguments(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int) -> Dict[str, Any]:
-    """Constructor arguments of the method named by config.algorithm (or config.method),
-    beyond those every method takes."""
-    algorithm = config.algorithm or config.method
-    value_net = lambda: build_value_network(spec, config.value_net)  # noqa: E731
-    inference_net = lambda: build_inference_network(spec, config.inference_net)  # noqa: E731
-    train_refine = lambda: _refine_config(config.train_refine, spec)  # noqa: E731
-    pretrain_steps = int(round(config.pretrain_epochs * steps_per_epoch))
-    adversarial = AdversarialConfig(**dataclasses.asdict(config.adversarial))
-    if algorithm == "feedforward":
-        return dict(inference_net=inference_net())
-    if algorithm == "dvn":
-        return dict(value_net=value_net(),
-                    train_refine=(_refine_config(config.test_refine, spec) if config.train_with_test_refine
-                                  else train_refine()),
-                    adversarial=adversarial, sample_weights=config.sample_weights,
-                    inference_from_ground_truth=config.inference_from_ground_truth)
-    if algorithm == "ldrsp":
-        return dict(inference_net=inference_net(), value_net=value_net(), train_refine=train_refine(),
-                    adversarial=adversarial, generator_adversarial_weight=config.generator_adversarial_weight,
-                    inference_weight=config.inference_weight, adversarial_weight=config.adversarial_weight,
-                    extra_sample_weights=config.extra_sample_weights, noisy_weight=config.noisy_weight,
-                    noise_std=config.noise_std)
-    if algorithm == "spen":
-        return dict(value_net=value_net(), train_refine=train_refine(), pretrain_steps=pretrain_steps)
-    if algorithm == "infnet":
-        return dict(inference_net=inference_net(),
-                    cost_augmented_net=build_inference_network(spec, config.inference_net,
-                                                               name="cost_augmented_net"),
-                    value_net=value_net(),
-                    test_weight=config.infnet_test_weight,
-                    cross_entropy_weight=config.infnet_cross_entropy_weight)
-    if algorithm == "implicit":
-        return dict(inference_net=inference_net(), value_net=value_net(), primary_loss=config.primary_loss,
-                    pretrain_steps=pretrain_steps, **dataclasses.asdict(config.implicit))
-    raise ValueError(f"unknown algorithm {algorithm!r} for method {config.method!r}; valid: {list(METHODS)}")
-
-
-def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int) -> StructuredModel:
-    """The method named by config.method, compiled with its optimizer(s)."""
-    if config.oracle:
-        spec = dataclasses.replace(spec, oracle=config.oracle)
-        spec.oracle_fn  # noqa: B018 -- fails early, naming the valid oracles
-    arguments = _method_arguments(config, spec, steps_per_epoch)
-    method_class = METHOD_CLASSES[config.algorithm or config.method]
-    if method_class is not FeedForward:
-        arguments["test_refine"] = _refine_config(config.test_refine, spec)
-    model = method_class(spec=spec, seed=config.seed, crop_mode=config.crop_mode, name=config.method,
-                         **arguments)
-    if isinstance(model, WithInferenceNetwork):
-        model.compile(d_optimizer=build_optimizer(config.d_optimizer, steps_per_epoch),
-                      g_optimizer=build_optimizer(config.g_optimizer, steps_per_epoch),
-                      jit_compile=config.jit_compile)
-    else:
-        model.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch),
-                      jit_compile=config.jit_compile)
-    build(model, spec)
-    return model
-
-
-def build(model: StructuredModel, spec: TaskSpec) -> None:
-    """Creates every variable (networks and optimizers) so checkpoints can be restored before fit."""
-    shape = spec.input_shape
-    if spec.crop_size:
-        shape = (spec.crop_size, spec.crop_size, *shape[2:])
-    model.build_networks(tf.zeros((2, *shape)))
-    # Networks used through precompute/score rather than __call__ are not marked built by
-    # Keras although infer() made all their variables: mark every container whose layers
-    # are all built (innermost first), so fit needs no sample batch to build the model.
-    for layer in reversed(list(model._flatten_layers())):
-        inner = list(layer._flatten_layers(include_self=False))
-        if not layer.built and inner and all(sub.built for sub in inner):
-            layer.built = True
-    for optimizer in model.optimizers().values():
-        optimizer.build(model.trainable_variables)
-
-
-# ----- callbacks ---------------------------------------------------------------------------
-class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops at the first batch whose logs hold a NaN/inf and remembers where."""
-
-    def __init__(self):
-        super().__init__()
-        self.failure: Optional[str] = None
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        bad = {k: v for k, v in (logs or {}).items() if not math.isfinite(float(v))}
-        if bad and self.failure is None:
-            self.failure = f"epoch {self._epoch + 1}, batch {batch + 1}: non-finite {bad}"
-            self.model.stop_training = True
-
-
-def random_states(model: StructuredModel) -> list:
-    """The state of the Keras layers' own random streams (e.g. dropout), which
-    `model.weights` leaves out; the method's sampling generator is an attribute of
-    the model and so is checkpointed with it."""
-    weights = {id(w) for w in model.weights}
-    return [v for v in model.variables if id(v) not in weights]
-
-
-class PhaseSchedule(keras.callbacks.Callback):
-    """Switches the model's training phase (LDRSP: pretrain, warmup, joint) at update counts:
-    `boundaries` = [(first update of the phase, phase), ...] in increasing order. The update
-    count is epoch × steps_per_epoch + batch, so a resumed run is in the phase it left."""
-
-    def __init__(self, boundaries, steps_per_epoch: int):
-        super().__init__()
-        self.boundaries, self.steps_per_epoch = list(boundaries), int(steps_per_epoch)
-        self._epoch = 0
-
-    def phase_at(self, update: int) -> str:
-        return [phase for first, phase in self.boundaries if update >= first][-1]
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        phase = self.phase_at(self._epoch * self.steps_per_epoch + batch)
-        if phase != self.model.training_phase:
-            logging.info("training phase %s from update %d", phase, self._epoch * self.steps_per_epoch + batch)
-            self.model.set_training_phase(phase)
-            self.model.make_train_function()
-
-
-def phase_schedule(config: ExperimentConfig, model, steps_per_epoch: int) -> Optional[PhaseSchedule]:
-    """The LDRSP schedule of config.g_pretrain_updates / d_warmup_updates, if any."""
-    if not (config.g_pretrain_updates or config.d_warmup_updates):
-        return None
-    if not hasattr(model, "set_training_phase"):
-        raise ConfigError(f"g_pretrain_updates / d_warmup_updates: method {config.method!r} has no "
-                          "training phases (LDRSP has)")
-    first_joint = config.g_pretrain_updates + config.d_warmup_updates
-    return PhaseSchedule([(0, "pretrain"), (config.g_pretrain_updates, "warmup"), (first_joint, "joint")],
-                         steps_per_epoch)
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """A tf.train.CheckpointManager save at every epoch end whose logs are all finite.
-
-    The checkpoint holds everything training depends on: the networks, every optimizer
-    (slots and step counters), the sampling generator and the layers' random streams,
-    `extra` state (BestWeights) and the number of finished epochs. With the data
-    pipeline's epochs keyed by (seed, epoch), a rerun of the same command resumes at the
-    last epoch boundary and continues exactly as the uninterrupted run would have.
-
-    Checkpoints are read from `directory`; they are written there too unless
-    `write_directory` is given (multi-worker training: the non-chief workers write
-    theirs to temporary folders, as every worker has to take part in saving).
-    """
-
-    LOG_NAME = "training_log.json"
-    """Beside the checkpoints: one row per finished epoch (its logs and seconds), so the record
-    of a resumed run holds the history and training time of all its epochs."""
-
-    def __init__(self, directory, model: StructuredModel, max_to_keep: int = 3,
-                 extra: Optional[Dict[str, Any]] = None, write_directory=None, every: int = 1,
-                 last_epoch: Optional[int] = None):
-        super().__init__()
-        self.every, self.last_epoch = max(1, int(every)), last_epoch
-        self._validation_seconds = 0.0
-        self._validation_started = None
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-        self.directory = str(directory)
-        self.write_directory = str(write_directory or directory)
-        self.rows: list = []
-        self._epoch_started = time.time()
-        self.checkpoint = tf.train.Checkpoint(model=model, epochs_done=self.epoch,
-                                              layer_random_states=random_states(model),
-                                              **model.optimizers(), **(extra or {}))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_directory,
-                                                  max_to_keep=max_to_keep)
-
-    def restore_latest(self) -> int:
-        """Restores the newest checkpoint, if any; returns the number of epochs it had finished."""
-        latest = tf.train.latest_checkpoint(self.directory)
-        if latest:
-            try:
-                self.checkpoint.restore(latest).assert_existing_objects_matched()
-            except (AssertionError, ValueError, tf.errors.OpError) as e:
-                first_line = str(e).strip().splitlines()[0][:300]
-                raise CheckpointMismatch(
-                    f"{latest}: this checkpoint does not match the model being trained (written for "
-                    f"another method or configuration, or by an older tfsp): {first_line}. Resume "
-                    f"with the configuration that wrote it, or train in a new --model_dir; a "
-                    f"finished run's final weights can still be scored with --mode=evaluate") from None
-            logging.info("resumed from %s (%d epochs done)", latest, int(self.epoch.numpy()))
-        done = int(self.epoch.numpy())
-        log = Path(self.directory) / self.LOG_NAME
-        if done and log.exists():
-            # Rows past the checkpoint (written just before a save that did not happen) are dropped.
-            self.rows = [row for row in json.loads(log.read_text()) if row["epoch"] < done]
-        return done
-
-    def history(self) -> Dict[str, list]:
-        """Keras-style history of every finished epoch, this process's and earlier ones'."""
-        history: Dict[str, list] = {}
-        for row in self.rows:
-            for key, value in row["logs"].items():
-                history.setdefault(key, []).append(value)
-        return history
-
-    def train_seconds(self) -> float:
-        """Training time of every finished epoch (including validation), over all processes."""
-        return sum(row["seconds"] for row in self.rows)
-
-    def validation_seconds(self) -> float:
-        """The part of train_seconds spent on periodic validation."""
-        return sum(row.get("validation_seconds", 0.0) for row in self.rows)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_started = time.time()
-        self._validation_seconds = 0.0
-
-    def on_test_begin(self, logs=None):
-        self._validation_started = time.time()
-
-    def on_test_end(self, logs=None):
-        if self._validation_started is not None:
-            self._validation_seconds += time.time() - self._validation_started
-            self._validation_started = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        if all(math.isfinite(v) for v in logs.values()):
-            self.rows.append({"epoch": int(epoch), "seconds": round(time.time() - self._epoch_started, 3),
-                              "validation_seconds": round(self._validation_seconds, 3), "logs": logs})
-            if (epoch + 1) % self.every and epoch + 1 != self.last_epoch and not self.model.stop_training:
-                return  # rows past the last checkpoint are dropped on resume
-            # The log first: a checkpoint never exists without its row.
-            results.write_json(Path(self.write_directory) / self.LOG_NAME, self.rows)
-            self.epoch.assign(epoch + 1)
-            self.manager.save(checkpoint_number=epoch + 1)
-
-
-class BestWeights(keras.callbacks.Callback):
-    """Keeps the weights of the epoch with the best `monitor` and restores them at the end.
-
-    Its state (best value, epoch, weights) lives in variables that `state` hands to the
-    epoch checkpoint, so a resumed run selects among all epochs, not only its own.
-    """
-
-    def __init__(self, model: StructuredModel, monitor: str, mode: str = "max"):
-        super().__init__()
-        self.monitor, self.sign = monitor, (1.0 if mode == "max" else -1.0)
-        self.best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_value")
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
-        self.weights = [tf.Variable(np.array(w), trainable=False) for w in model.get_weights()]
-        self.state = tf.train.Checkpoint(value=self.best, epoch=self.epoch, weights=self.weights)
-
-    @property
-    def best_epoch(self) -> Optional[int]:
-        return int(self.epoch.numpy()) or None
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and math.isfinite(float(value)) and self.sign * float(value) > float(self.best.numpy()):
-            self.best.assign(self.sign * float(value))
-            self.epoch.assign(epoch + 1)
-            for kept, current in zip(self.weights, self.model.get_weights()):
-                kept.assign(current)
-
-    def apply(self, model) -> None:
-        """Sets the model to the best weights seen, if any epoch was scored."""
-        if self.best_epoch is not None:
-            model.set_weights([w.numpy() for w in self.weights])
-
-    def on_train_end(self, logs=None):
-        self.apply(self.model)
-
-
-# ----- evaluation ----------------------------------------------------------------------------
-def evaluate(model: StructuredModel, dataset, verbose=0) -> Dict[str, float]:
-    values = model.evaluate(dataset, verbose=verbose, return_dict=True)
-    return {k: float(v) for k, v in values.items()}
-
-
-def step_curve(model: StructuredModel, dataset, steps: int, verbose=0) -> Dict[str, list]:
-    """Each metric after every refinement step 0..steps (binarized predictions) over `dataset`
-    (with a Keras progress bar over its batches at verbose=1, one line at 2)."""
-    spec = model.spec
-
-    @tf.function(reduce_retracing=True)
-    def batch_sums(x, y_true):
-        trajectory = model.infer(x, return_trajectory=True)["trajectory"]  # [T+1, B, ...]
-        t, b = tf.shape(trajectory)[0], tf.shape(trajectory)[1]
-        flat = oracles.binarize(tf.reshape(trajectory, tf.concat([[t * b], tf.shape(trajectory)[2:]], 0)),
-                                spec.multiclass)
-        truth = tf.repeat(y_true[tf.newaxis], t, axis=0)
-        truth = tf.reshape(truth, tf.shape(flat))
-        sums = {name: tf.reduce_sum(tf.reshape(fn(flat, truth), [t, b]), axis=1)
-                for name, fn in spec.metrics.items()}
-        for name, (numerator, denominator) in spec.ratio_metrics.items():
-            sums[name] = tf.stack([tf.reduce_sum(tf.reshape(fn(flat, truth), [t, b]), axis=1)
-                                   for fn in (numerator, denominator)])
-        return sums, b
-
-    with model.test_settings(refine=dataclasses.replace(model.test_refine, steps=steps, tolerance=0.0)):
-        totals, count = None, 0
-        batches = int(dataset.cardinality().numpy())
-        progress = keras.utils.Progbar(batches if batches > 0 else None,
-                                       verbose=1 if verbose == "auto" else int(verbose))
-        for batch, (x, y_true) in enumerate(dataset):
-            sums, b = batch_sums(x, tf.cast(y_true, tf.float32))
-            sums = {k: v.numpy() for k, v in sums.items()}
-            totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
-            count += int(b)
-            progress.update(batch + 1)
-    curve = {"step": list(range(steps + 1))}
-    curve.update({name: [float(v) / count for v in totals[name]] for name in spec.metrics})
-    for name in spec.ratio_metrics:  # pooled over the set, like RatioMetric
-        numerator, denominator = totals[name]
-        curve[name] = [100.0 * float(n) / float(d) if d else 0.0 for n, d in zip(numerator, denominator)]
-    return curve
-
-
-def metrics_from_step_curve(model: StructuredModel, curve: Dict[str, list]) -> Dict[str, float]:
-    """The test metrics `evaluate` would return, read off a step curve of the model's own
-    test-time refinement: the entry at the model's number of steps is the prediction (the
-    curve may go further), step 0 the start (G(x) alone for methods with an inference
-    network), so the curve's pass over the test set serves both."""
-    metrics = {}
-    for name, values in curve.items():
-        if name == "step":
-            continue
-        metrics[name] = values[model.test_refine.steps]
-        if "inference_net_" in model.prediction_kinds():
-            metrics["inference_net_" + name] = values[0]
-    return metrics
 
 
 # ----- the run -------------------------------------------------------------------------------
@@ -475,155 +84,6 @@ def _setup(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] 
     with (strategy or tf.distribute.get_strategy()).scope(), dtype_policy(config.mixed_precision):
         model = build_method(config, data.spec, steps_per_epoch)
     return data, model
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Layers made in the block compute in the Keras dtype policy `name` (e.g. mixed_bfloat16:
-    bfloat16 compute, float32 variables); "" keeps float32. Layers keep the policy they were
-    made with, so the global policy is restored after the block."""
-    if not name:
-        yield
-        return
-    previous = keras.config.dtype_policy()
-    try:
-        keras.config.set_dtype_policy(name)
-    except ValueError as e:
-        raise ConfigError(f"mixed_precision: {e}") from None
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def write_checkpoint_atomically(checkpoint: tf.train.Checkpoint, prefix) -> None:
-    """checkpoint.write under a temporary prefix, then renamed: the data file first and the
-    .index last, so whoever finds <prefix>.index finds a complete checkpoint."""
-    prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    temporary = prefix.parent / f".{prefix.name}.tmp-{os.getpid()}"
-    checkpoint.write(str(temporary))
-    files = sorted(prefix.parent.glob(temporary.name + ".*"), key=lambda f: f.suffix == ".index")
-    for f in files:
-        os.replace(f, str(prefix) + f.name[len(temporary.name):])
-
-
-def _test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel,
-                 step_curve_steps: int, git_rev: str, verbose=0,
-                 command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Test metrics (final prediction and G alone) plus everything needed to reproduce them;
-    `verbose` as in Keras (progress bars at 1, one line at 2); `command`: results.portable_command's
-    record of the command (default: of sys.argv)."""
-    eval_started = time.time()
-    selected = crop_mode_selected = None
-    if config.select_crop_mode and data.spec.crop_size and model.refines:
-        crop_mode_selected = select_crop_mode(model, data.validation, verbose=verbose)
-    selected = None
-    if config.select_refine_steps and model.refines:
-        selected = select_refine_steps(model, data.validation, verbose=verbose)
-    curve = None
-    if step_curve_steps:
-        curve = step_curve(model, data.test, step_curve_steps, verbose=verbose)
-    if data.full_resolution_eval is not None:
-        # e.g. LFW: the working-resolution metrics and those at 250x250 from one prediction pass
-        # (G-alone keys carry the prefix too).
-        test_metrics = data.full_resolution_eval(model, verbose=verbose)
-    elif curve is not None and step_curve_steps >= model.test_refine.steps and not model.test_refine.tolerance:
-        test_metrics = metrics_from_step_curve(model, curve)  # each pass costs minutes on a CPU
-    else:
-        test_metrics = evaluate(model, data.test, verbose=verbose)
-    logging.info("test metrics: %s", test_metrics)
-    prefix = "inference_net_"
-    record: Dict[str, Any] = {
-        "task": config.task,
-        "method": config.method,
-        "metrics": {k: v for k, v in test_metrics.items() if not k.startswith(prefix)},
-    }
-    if (config.algorithm or config.method) == "implicit":
-        record["variant"] = config.primary_loss  # the README table keeps one row per primary loss
-    if config.select_on:
-        record["variant"] = (record.get("variant", "") + f" select {config.select_on}").strip()
-    of_g = {k[len(prefix):]: v for k, v in test_metrics.items() if k.startswith(prefix)}
-    if of_g:
-        record["metrics_inference_net"] = of_g
-    record.update({
-        "seed": config.seed,
-        "split": data.split,
-        "sizes": data.sizes,
-        "data": data.source,
-        "config": config.to_dict(),
-        "git_rev": git_rev,
-        **(command or results.portable_command(sys.argv)),
-        "eval_seconds": round(time.time() - eval_started, 2),
-        "machine": results.machine(),
-    })
-    if config.compare_crop_modes and data.spec.crop_size and model.refines:
-        record["metrics_by_crop_mode"] = crop_mode_metrics(model, data.test, verbose=verbose,
-                                                           known={model.crop_mode: record["metrics"]})
-    if curve is not None:
-        record["step_curve"] = curve
-    if selected is not None:
-        record["refine_steps_selected"] = selected
-    if crop_mode_selected is not None:
-        record["crop_mode_selected"] = crop_mode_selected
-    return record
-
-
-def select_crop_mode(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
-    """Sets model.crop_mode to the crop mode (average | joint) with the best primary metric on
-    `validation`; returns {"chosen", "configured", "validation"}."""
-    if validation is None:
-        raise ConfigError("select_crop_mode needs a validation split; this task's data has none")
-    configured = model.crop_mode
-    by_mode = {}
-    for mode in crops.CROP_MODES:
-        with model.test_settings(crop_mode=mode):
-            by_mode[mode] = {k: v for k, v in evaluate(model, validation, verbose=verbose).items()
-                             if not k.startswith("inference_net_")}
-    metric = model.spec.primary_metric
-    chosen = max(crops.CROP_MODES, key=lambda m: (by_mode[m][metric], m == configured))
-    model.set_test_settings(crop_mode=chosen)
-    logging.info("crop mode selected on validation: %s (%s)", chosen,
-                 {m: round(v[metric], 2) for m, v in by_mode.items()})
-    return {"chosen": chosen, "configured": configured, "validation": by_mode}
-
-
-def select_refine_steps(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
-    """Sets model.test_refine.steps to the step count (0..steps; the fewest among ties) with the
-    best primary metric on `validation`; returns {"chosen", "configured", "validation_curve"}."""
-    if validation is None:
-        raise ConfigError("select_refine_steps needs a validation split; this task's data has none")
-    configured = model.test_refine.steps
-    curve = step_curve(model, validation, configured, verbose=verbose)
-    values = curve[model.spec.primary_metric]
-    chosen = int(max(range(len(values)), key=lambda k: (values[k], -k)))
-    model.set_test_settings(refine=dataclasses.replace(model.test_refine, steps=chosen))
-    logging.info("refinement steps selected on validation: %d of %d (%s %.2f)", chosen, configured,
-                 model.spec.primary_metric, values[chosen])
-    return {"chosen": chosen, "configured": configured, "validation_curve": curve}
-
-
-def crop_mode_metrics(model: StructuredModel, dataset, verbose=0,
-                      known: Optional[Dict[str, Dict[str, float]]] = None) -> Dict[str, Dict[str, float]]:
-    """Test metrics of refinement with each crop mode (crops refined alone and averaged, or
-    the whole mask refined jointly), whichever the model was trained with; modes in `known`
-    (e.g. the model's own, just evaluated) are not evaluated again."""
-    by_mode = {mode: {k: v for k, v in metrics.items() if not k.endswith("_250")}
-               for mode, metrics in (known or {}).items()}
-    for mode in [m for m in crops.CROP_MODES if m not in by_mode]:
-        with model.test_settings(crop_mode=mode):
-            by_mode[mode] = {k: v for k, v in evaluate(model, dataset, verbose=verbose).items()
-                             if not k.startswith("inference_net_")}
-    return by_mode
-
-
-def periodic_validation_data(config: ExperimentConfig, data: TaskData):
-    """The validation pipeline fit scores every `validation_every` epochs: the whole validation
-    split, or its first `validation_images` examples (a fixed subset, cached)."""
-    if data.validation is None or not config.validation_images:
-        return data.validation
-    batch = config.data.eval_batch_size
-    return data.validation.unbatch().take(config.validation_images).batch(batch).cache()
 
 
 RESUME_MAY_CHANGE = LOCATION_FIELDS + ("select_refine_steps", "compare_crop_modes")
@@ -767,9 +227,7 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         callbacks.append(summaries.RefinementImages(own_dir / "logs", images.numpy(), truths.numpy(),
                                                     every=max(1, config.epochs // 20)))
     callbacks += summaries.monitoring_callbacks(config, data, own_dir / "logs")
-    schedule = phase_schedule(config, model, steps_per_epoch)
-    if schedule is not None:
-        callbacks.insert(0, schedule)
+    callbacks = model.training_callbacks(steps_per_epoch) + callbacks
 
     def training_data(from_epoch, stream, finite):
         """Epoch-keyed stream where the loader has one (exact resumes), else the finite pipeline."""
@@ -808,7 +266,7 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
             "(resuming this one with other settings would mix them in one record).")
     write_checkpoint_atomically(tf.train.Checkpoint(model=model), own_dir / FINAL_WEIGHTS)
 
-    record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose, command=command)
+    record = test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose, command=command)
     # Every epoch of the run, also those of earlier (interrupted) processes; run directories
     # from before the epoch log have no rows for their earlier epochs.
     train_seconds = checkpoint.train_seconds() if checkpoint.rows else train_seconds_this_process
@@ -845,66 +303,6 @@ def restore(config: ExperimentConfig, model_dir: str):
     return data, model
 
 
-def _reference_outputs(spec: TaskSpec, y_true, prediction, rng: tf.random.Generator) -> Dict[str, tf.Tensor]:
-    """Outputs whose oracle value is known to differ a lot, each projected onto the feasible set
-    ("zeros" is the uniform distribution and "ones" is left out on the simplex)."""
-    outputs = {"ground_truth": y_true, "prediction": prediction, "zeros": tf.zeros_like(y_true),
-               "ones": tf.ones_like(y_true), "noise": rng.uniform(tf.shape(y_true)),
-               "other_example_ground_truth": tf.roll(y_true, 1, axis=0)}
-    if y_true.shape.rank == 4:  # a segmentation mask moved by a sixth of its width
-        outputs["shifted_ground_truth"] = tf.roll(y_true, max(1, y_true.shape[2] // 6), axis=2)
-    if spec.multiclass:
-        del outputs["ones"]
-    return {kind: project(tf.cast(y, tf.float32), spec.projection) for kind, y in outputs.items()}
-
-
-def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[str, Dict[str, float]]:
-    """{kind: {"value", "oracle"}}: the value network's mean value and the task oracle's mean
-    over `dataset` for reference outputs (ground truth, the model's prediction, zeros, ones,
-    noise, the ground truth shifted or of another example). A value network that has learned
-    its oracle ranks them as the oracle does; one that gives them all about the same value
-    has not (what DVN's value net on horses does). Segmentation images larger than the
-    training crops are probed on their centre crop, the input size the value net was trained on."""
-    if not model.refines:
-        raise ConfigError(f"method {model.name!r} has no value network to probe")
-    spec = model.spec
-    rng = tf.random.Generator.from_seed(seed)
-    sums: Dict[str, Dict[str, float]] = {}
-    count = 0
-    for x, y_true in dataset:
-        y_true = tf.cast(y_true, tf.float32)
-        if spec.crop_size and x.shape[1] != spec.crop_size:
-            start = (x.shape[1] - spec.crop_size) // 2
-            window = slice(start, start + spec.crop_size)
-            x, y_true = x[:, window, window], y_true[:, window, window]
-        value_fn = model.value_of(model.prepare_inputs(x))
-        outputs = _reference_outputs(spec, y_true, model.infer(x)["y"], rng)
-        for kind, y in outputs.items():
-            entry = sums.setdefault(kind, {"value": 0.0, "oracle": 0.0})
-            entry["value"] += float(tf.reduce_sum(value_fn(y)))
-            entry["oracle"] += float(tf.reduce_sum(per_example_mean(spec.oracle_fn(y, y_true))))
-        count += int(tf.shape(y_true)[0])
-    return {kind: {name: total / count for name, total in entry.items()} for kind, entry in sums.items()}
-
-
-def probe_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
-                overwrite_results: bool = False, command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """--mode=probe: probe_value_network on the validation split (the test split if there is
-    none) with the weights a run left in model_dir; written to results_path if given
-    (overwrite_results and command as in `run`)."""
-    results.check_replaceable(results_path, config, overwrite=overwrite_results)
-    git_rev = results.git_revision()
-    data, model = restore(config, model_dir)
-    split = "validation" if data.validation is not None else "test"
-    record = {"task": config.task, "method": config.method,
-              "probe": probe_value_network(model, getattr(data, split), seed=config.seed),
-              "split": split, "probed_from": str(model_dir), "seed": config.seed, "config": config.to_dict(),
-              "git_rev": git_rev, **(command or results.portable_command(sys.argv)), "machine": results.machine()}
-    if results_path:
-        results.write_json(results_path, record)
-    return record
-
-
 def evaluate_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
                    step_curve_steps: int = 0, verbose=0, overwrite_results: bool = False,
                    command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -913,7 +311,7 @@ def evaluate_saved(config: ExperimentConfig, model_dir: str, results_path: Optio
     results.check_replaceable(results_path, config, overwrite=overwrite_results)
     git_rev = results.git_revision()
     data, model = restore(config, model_dir)
-    record = _test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose, command=command)
+    record = test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose, command=command)
     record["evaluated_from"] = str(model_dir)
     if results_path:
         results.write_json(results_path, record)

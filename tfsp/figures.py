@@ -34,12 +34,12 @@ def _define_flags():
 
 
 def _load_run(model_dir, data_dir):
-    from tfsp import config as config_lib
+    from tfsp.stored_config import config_from_dict
     from tfsp import experiment
 
     with open(Path(model_dir) / "config.json") as f:
         saved = json.load(f)
-    config = config_lib.merge_into(config_lib.ExperimentConfig(), saved, str(Path(model_dir) / "config.json"))
+    config = config_from_dict(saved, str(Path(model_dir) / "config.json"))
     if data_dir:
         config.data.data_dir = data_dir
     return experiment.restore(config, model_dir)

@@ -145,8 +145,10 @@ flags.DEFINE_multi_string("set", [], "Any config field, e.g. --set data.validati
                           "--set value_net.hidden=[300].")
 
 
-def overrides_from_flags():
-    from tfsp.config import deep_update, parse_assignments
+def overrides_from_flags(settings=None):
+    """The flags as config overrides; `settings`, the method's settings as the task file has them,
+    say which optimizers --learning_rate sets and whether the method refines (--refine_*)."""
+    from tfsp.config import ConfigError, OptimizerConfig, deep_update, parse_assignments
 
     overrides = {}
     data = {}
@@ -169,25 +171,33 @@ def overrides_from_flags():
     if FLAGS.deterministic is not None:
         overrides["deterministic"] = FLAGS.deterministic
     if FLAGS.learning_rate is not None:
-        for name in ("optimizer", "d_optimizer", "g_optimizer"):
-            overrides[name] = {"learning_rate": FLAGS.learning_rate}
+        for name, value in vars(settings).items():
+            if isinstance(value, OptimizerConfig):
+                overrides[name] = {"learning_rate": FLAGS.learning_rate}
     refine = {}
     if FLAGS.refine_steps is not None:
         refine["steps"] = FLAGS.refine_steps
     if FLAGS.refine_step_size is not None:
         refine["step_size"] = FLAGS.refine_step_size
     if refine:
+        if not hasattr(settings, "test_refine"):
+            raise ConfigError(f"--refine_steps / --refine_step_size: {type(settings).__name__} has no "
+                              "test-time refinement (test_refine)")
         overrides["test_refine"] = refine
     return deep_update(overrides, parse_assignments(FLAGS.set))
 
 
 def results_name(config, suffix: str = "") -> str:
-    """<task>-<method>[-<loss>][-seed<N>]<suffix>: runs of different seeds get different results
+    """<task>-<method>[-<variant>][-seed<N>]<suffix> (the variant: e.g. the implicit trainer's
+    primary loss, StructuredModel.variant): runs of different seeds get different results
     files (and default model dirs); seed 0 is unmarked, as in the committed results/*.json, and
     a suffix that already names the seed (-seed1) is not marked twice."""
-    loss = f"-{config.primary_loss}" if (config.algorithm or config.method) == "implicit" else ""
+    from tfsp.methods import registry
+
+    variant = registry.get(config.algorithm or config.method).model_class.variant(config.settings)
+    variant = f"-{variant}" if variant else ""
     seed = f"-seed{config.seed}" if config.seed and not re.search(rf"-seed{config.seed}(?!\d)", suffix) else ""
-    return f"{config.task}-{config.method}{loss}{seed}{suffix}"
+    return f"{config.task}-{config.method}{variant}{seed}{suffix}"
 
 
 def fail(message, status: int) -> int:
@@ -206,7 +216,9 @@ def main(argv):
         return fail(f"--task is required; valid tasks: {config_lib.available_tasks()}", 2)
     try:
         # Validated before anything is written, so a bad value costs nothing.
-        config = config_lib.validate(config_lib.resolve(FLAGS.task, FLAGS.method, overrides_from_flags()))
+        as_in_task_file = config_lib.resolve(FLAGS.task, FLAGS.method)
+        config = config_lib.validate(config_lib.resolve(FLAGS.task, FLAGS.method,
+                                                        overrides_from_flags(as_in_task_file.settings)))
     except config_lib.ConfigError as e:
         return fail(e, 2)
 
@@ -239,7 +251,9 @@ def main(argv):
                                     verbose=verbose, strategy=FLAGS.strategy, export_dir=FLAGS.export_dir,
                                     **recording)
         elif FLAGS.mode == "probe":
-            record = experiment.probe_saved(config, model_dir, results_path, **recording)
+            from tfsp import probe
+
+            record = probe.probe_saved(config, model_dir, results_path, **recording)
         elif FLAGS.mode == "check":
             from tfsp import value_check
 

@@ -15,18 +15,22 @@ the network that touches y.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, ClassVar, NamedTuple, Optional
 
 import tensorflow as tf
+
+from tfsp.config import FRACTION, POSITIVE, TASK_DECIDES, at_least
 
 ValueFn = Callable[[tf.Tensor], tf.Tensor]
 
 PROJECTIONS = ("clip", "simplex", "none")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(unsafe_hash=True)
 class RefineConfig:
-    """How to refine.
+    """How to refine; also the refinement sections of a method's settings (test_refine,
+    train_refine), where the projection is not set: the model takes its task's. Hashable, as
+    tf.function keys traces on it (compiled_refine); set while configuring, then only replaced.
 
     steps: number of ascent steps.
     step_size: η.
@@ -46,13 +50,16 @@ class RefineConfig:
     steps: int = 20
     step_size: float = 0.5
     normalize: bool = False
-    projection: str = "clip"
+    projection: str = dataclasses.field(default="clip", metadata=TASK_DECIDES)
     tolerance: float = 0.0
     adam: bool = False
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.999
     decay: float = 0.0
     best_iterate: bool = False
+
+    RANGES: ClassVar = {"steps": at_least(0), "step_size": POSITIVE, "tolerance": at_least(0),
+                        "decay": at_least(0), "adam_beta_1": FRACTION, "adam_beta_2": FRACTION}
 
     def __post_init__(self):
         if self.steps < 0:

@@ -21,7 +21,6 @@ Figures (matplotlib, Agg), all in output_dir, each curve labelled by its results
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import glob
 import json
@@ -33,6 +32,9 @@ from typing import Dict, List
 
 from absl import app, flags
 
+from tfsp.report_benchmarks import benchmark_table, epoch_benchmark_table, segmentation_benchmark_tables
+from tfsp.report_figures import (figure_links, qualitative_figures, relative, step_curve_figure,
+                                 training_curves_figures)
 from tfsp.results import atomic_write_text, command_line
 
 FLAGS = flags.FLAGS
@@ -65,17 +67,6 @@ def load_results(results_dir: str) -> List[Dict]:
     return records
 
 
-@functools.lru_cache(maxsize=None)
-def _map_fields() -> frozenset:
-    """Config fields that are maps (e.g. sample_weights), compared and shown whole; the other
-    dict-valued fields are nested settings, compared field by field."""
-    from tfsp.config import ExperimentConfig
-
-    defaults = ExperimentConfig()
-    return frozenset(f.name for f in dataclasses.fields(ExperimentConfig)
-                     if isinstance(getattr(defaults, f.name), dict))
-
-
 def _flatten(config: Dict, prefix: str = "", whole=frozenset()) -> Dict:
     flat = {}
     for key, value in config.items():
@@ -98,11 +89,14 @@ def _canonical(value):
 
 
 @functools.lru_cache(maxsize=None)
-def _config_defaults() -> Dict:
-    """Read-only (shared by every call)."""
-    from tfsp.config import ExperimentConfig
+def _config_defaults(method: str, algorithm: str) -> Dict:
+    """The defaults of the method's configuration by setting name (tfsp.config.setting_name), the
+    method's settings beside the experiment's; read-only (shared by every call)."""
+    from tfsp.config import ExperimentConfig, setting_name
+    from tfsp.stored_config import leaf_fields
 
-    return _flatten(ExperimentConfig().to_dict(), whole=_map_fields())
+    return {setting_name(path): value
+            for path, value in leaf_fields(ExperimentConfig(method=method, algorithm=algorithm)).items()}
 
 
 # Config fields that do not change what a run trains or measures: where the data was read
@@ -112,11 +106,16 @@ IGNORED_FIELDS = ("seed", "data.data_dir", "data.arff", "data.xml", "data.eval_b
 
 
 def _signature(config: Dict):
-    """A run's configuration without IGNORED_FIELDS (the rows' grouping key), hashable. Fields
+    """A run's configuration without IGNORED_FIELDS (the rows' grouping key), hashable, by the
+    names task files and --set use (an old flat record's settings by their new names). Fields
     a file lacks (added to the code after it was written) count at their defaults, i.e. as
     the code behaved before they existed; fields the code no longer has are no settings."""
-    defaults = _config_defaults()
-    flat = {**defaults, **{k: v for k, v in _flatten(config, whole=_map_fields()).items() if k in defaults}}
+    from tfsp.stored_config import settings_view
+
+    defaults = _config_defaults(config.get("method", ""), config.get("algorithm", ""))
+    maps = frozenset(k for k, v in defaults.items() if isinstance(v, dict))  # compared and shown whole
+    view = _flatten(settings_view(config), whole=maps)  # an old flat record's settings by their new names
+    flat = {**defaults, **{k: v for k, v in view.items() if k in defaults}}
     for field in IGNORED_FIELDS:
         flat.pop(field, None)
     return tuple(sorted((k, json.dumps(_canonical(v), sort_keys=True)) for k, v in flat.items()))
@@ -194,12 +193,7 @@ def _by_metric(entry: Dict, cell) -> str:
 
 
 def _link(record: Dict, page_dir: str) -> str:
-    return f"[{os.path.basename(record['_path'])}]({_relative(record['_path'], page_dir)})"
-
-
-def _relative(path: str, page_dir: str) -> str:
-    """`path` as a link from a page in page_dir (Markdown wants forward slashes)."""
-    return os.path.relpath(path, page_dir).replace(os.sep, "/")
+    return f"[{os.path.basename(record['_path'])}]({relative(record['_path'], page_dir)})"
 
 
 def _seeds(group: List[Dict]) -> str:
@@ -335,117 +329,8 @@ def results_table(records: List[Dict], page_dir: str = ".") -> str:
         command = r.get("command", "?").replace("'python -m tfsp.launch'", "python -m tfsp.launch").split(" ", 1)
         if command[0].endswith(("tfsp/launch.py", "tfsp/report.py")):  # results written before command_line()
             command[0] = "python -m tfsp." + os.path.basename(command[0])[:-3]
-        text.append(f"- `{_relative(r['_path'], page_dir)}`: `{' '.join(command)}` (git {r.get('git_rev', '?')[:12]})")
+        text.append(f"- `{relative(r['_path'], page_dir)}`: `{' '.join(command)}` (git {r.get('git_rev', '?')[:12]})")
     return "\n".join(text + ["", "</details>"])
-
-
-def benchmark_table(results_dir: str) -> str:
-    path = os.path.join(results_dir, "benchmark-bibtex.json")
-    if not os.path.exists(path):
-        return ""
-    with open(path) as f:
-        bench = json.load(f)
-    lines = ["", f"Refinement on Bibtex shapes (20 steps; `{bench['command']}`, load average "
-                 f"{bench['machine'].get('load_average_1_5_15min', '?')}):", "",
-             "| batch | compiled ms/example | XLA ms/example | eager loop ms/example | compiled ÷ eager |",
-             "|---|---|---|---|---|"]
-    for row in bench["refinement"]:
-        lines.append(f"| {row['batch_size']} | {row['compiled_ms_per_example']:.4f} | "
-                     f"{row['compiled_xla_ms_per_example']:.4f} | {row['eager_loop_ms_per_example']:.4f} | "
-                     f"{row['compiled_speedup_over_eager']:.1f}× |")
-    lines += ["", "| method | train ms/step (batch 20) | projected Bibtex schedule, s |", "|---|---|---|"]
-    for row in bench["train_step"]:
-        lines.append(f"| {row['method']} | {row['ms_per_step']:.1f} | {row['projected_train_seconds']:.0f} |")
-    return "\n".join(lines)
-
-
-def segmentation_benchmark_tables(results_dir: str) -> str:
-    """One table per launch/benchmark_segmentation.py output (benchmark-<task>.json)."""
-    blocks = []
-    for path in sorted(glob.glob(os.path.join(results_dir, "benchmark-*.json"))):
-        with open(path) as f:
-            bench = json.load(f)
-        rows = bench.get("refinement", [])
-        if not rows or "crops_per_image" not in rows[0]:
-            continue  # the Bibtex benchmark has its own table
-        eager = "eager_loop_ms_per_image" in rows[0]
-        lines = ["", f"Test-time refinement, {bench['benchmark']} (`{bench['command']}`, load average "
-                     f"{bench['machine'].get('load_average_1_5_15min', '?')}):", "",
-                 "| method | crops | images | steps × η | compiled ms/image | XLA ms/image"
-                 + (" | eager loop ms/image | compiled ÷ eager |" if eager else " |"),
-                 "|---|---|---|---|---|---" + ("|---|---|" if eager else "|")]
-        for row in rows:
-            line = (f"| {row['method']} ({row['crop_mode']}) | {row['crops_per_image']} × {row['crop_size']}² | "
-                    f"{row['images']} | {row['steps']} × {row['step_size']:g} | "
-                    f"{row['compiled_ms_per_image']:.2f} | {row['compiled_xla_ms_per_image']:.2f} |")
-            if eager:
-                line += f" {row['eager_loop_ms_per_image']:.2f} | {row['compiled_speedup_over_eager']:.1f}× |"
-            lines.append(line)
-        blocks.append("\n".join(lines))
-    return "\n".join(blocks)
-
-
-def epoch_benchmark_table(results_dir: str) -> str:
-    """Seconds per training epoch and per inference pass (launch/benchmark_epoch.py)."""
-    path = os.path.join(results_dir, "benchmark-bibtex-epoch.json")
-    if not os.path.exists(path):
-        return ""
-    with open(path) as f:
-        bench = json.load(f)
-    lines = ["", f"Seconds per Bibtex epoch, one run on one machine (`{bench['command']}`, load average "
-                 f"{bench['machine'].get('load_average_1_5_15min', '?')}); the paper's seconds are on its own hardware, "
-                 "compare the ratios:", "",
-             "| method | train s/epoch | ÷ DVN | inference s (test split) | ÷ DVN | inference net alone s | "
-             "paper train s/epoch | paper inference s |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in bench["rows"]:
-        paper = row.get("paper") or {}
-        alone = row.get("inference_seconds_test_split_inference_net_alone")
-        lines.append(
-            f"| {row['method']} | {row['train_seconds_per_epoch']:.1f} | {row.get('train_ratio_to_dvn', float('nan')):.2f} | "
-            f"{row['inference_seconds_test_split']:.2f} | {row.get('inference_ratio_to_dvn', float('nan')):.2f} | "
-            f"{'–' if alone is None else f'{alone:.2f}'} | {paper.get('train_s_per_epoch', '–')} | "
-            f"{paper.get('inference_s', '–')} |")
-    return "\n".join(lines)
-
-
-def _stem(record: Dict) -> str:
-    """The results file's name without .json: what tells a record's curves apart in a legend."""
-    return os.path.splitext(os.path.basename(record["_path"]))[0]
-
-
-def _curve_label(record: Dict, defaults=frozenset()) -> str:
-    """`defaults`: paths of the records of their task file's default configuration."""
-    return _stem(record) + (" (task default)" if record["_path"] in defaults else "")
-
-
-def step_curve_figure(records: List[Dict], path: str, defaults=frozenset()) -> bool:
-    """`path`: the metric after each refinement step, one curve per results file, labelled by
-    its name (`defaults`: paths of default-configuration records, marked so)."""
-    curves = [r for r in records if "step_curve" in r]
-    if not curves:
-        return False
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_task = defaultdict(list)
-    for r in curves:
-        by_task[r["task"]].append(r)
-    fig, axes = plt.subplots(1, len(by_task), figsize=(5.5 * len(by_task), 4), squeeze=False)
-    for ax, (task, group) in zip(axes[0], sorted(by_task.items())):
-        for r in sorted(group, key=lambda r: (r["_path"] not in defaults, _stem(r))):
-            curve = r["step_curve"]
-            metric = next(k for k in curve if k != "step")
-            ax.plot(curve["step"], curve[metric], marker=".", label=_curve_label(r, defaults))
-            ax.set_ylabel(f"test {metric} (%)")
-        ax.set_xlabel("refinement step")
-        ax.set_title(task)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, path)
-    return True
 
 
 def update_readme(readme: str, table: str) -> None:
@@ -458,126 +343,6 @@ def update_readme(readme: str, table: str) -> None:
     atomic_write_text(readme, f"{head}{START}\n{table}\n{END}{tail}")
 
 
-def _save(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _history_epochs(record: Dict, name: str, length: int) -> List[int]:
-    """The epoch numbers (1-based) of a history series: every epoch run for training terms; for
-    validation ("val_*") the epochs where Keras validated (every `validation_every`, while the
-    validation rows were held out)."""
-    first = int(record.get("initial_epoch") or 0)
-    run = list(range(first + 1, first + 1 + len(record["history"].get("loss", []))))
-    if name.startswith("val_"):
-        config = record.get("config", {})
-        every = int(config.get("validation_every", 1) or 1)
-        held_out = int(config.get("epochs", len(run)) or len(run))
-        validated = [e for e in run if e % every == 0 and e <= held_out]
-        if len(validated) == length:
-            return validated
-    return run[:length] if len(run) >= length else list(range(1, length + 1))
-
-
-def training_curves_figures(records: List[Dict], results_dir: str, defaults=frozenset()) -> List[str]:
-    """results_dir/curves-<task>.png: per method (and variant), its training loss terms and its
-    validation metric per epoch, from the results' "history": of the first seed of the task
-    file's default configuration (`defaults`: those records' paths), else of the first seed;
-    each column titled by its results file."""
-    with_history = [r for r in records if r.get("history")]
-    if not with_history:
-        return []
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_task = defaultdict(dict)
-    for r in sorted(with_history, key=lambda r: (r["_path"] not in defaults, r.get("seed", 0), r["_path"])):
-        by_task[r["task"]].setdefault(r["method"] + (f" {r['variant']}" if r.get("variant") else ""), r)
-    written = []
-    for task, methods in sorted(by_task.items()):
-        fig, axes = plt.subplots(2, len(methods), figsize=(4.5 * len(methods), 6.5), squeeze=False)
-        for column, (method, r) in enumerate(sorted(methods.items())):
-            history = r["history"]
-            losses = [k for k in history if not k.startswith("val_")
-                      and ("loss" in k or k.startswith(("d_", "g_", "cross_entropy")))]
-            for name in losses:
-                axes[0, column].plot(_history_epochs(r, name, len(history[name])), history[name], label=name)
-            axes[0, column].set_title(f"{_curve_label(r, defaults)}: training losses (seed {r.get('seed', '?')})",
-                                      fontsize=8)
-            axes[0, column].set_xlabel("epoch")
-            axes[0, column].legend(fontsize=6)
-            for name in (k for k in history if k.startswith("val_")):
-                axes[1, column].plot(_history_epochs(r, name, len(history[name])), history[name],
-                                     marker=".", label=name[len("val_"):])
-            axes[1, column].set_title(f"{_stem(r)}: validation metrics (%)", fontsize=8)
-            axes[1, column].set_xlabel("epoch")
-            axes[1, column].legend(fontsize=6)
-            for ax in axes[:, column]:
-                ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = os.path.join(results_dir, f"curves-{task}.png")
-        _save(fig, path)
-        written.append(path)
-    return written
-
-
-def _model_dir_of(record: Dict) -> str:
-    import shlex
-
-    for arg in shlex.split(record.get("command", "")):
-        if arg.startswith("--model_dir="):
-            return arg.split("=", 1)[1]
-    return f"runs/{record['task']}-{record['method']}"
-
-
-def qualitative_figures(records: List[Dict], results_dir: str, data_dir=None, defaults=frozenset()) -> List[str]:
-    """results_dir/qualitative-<task>.png for each segmentation task (tfsp.figures.render_grid):
-    the seed-0 run of every method whose model dir is present (that of the task file's default
-    configuration when `defaults`, those records' paths, has one), the refining methods last."""
-    from tfsp.figures import render_grid
-
-    by_task = defaultdict(dict)
-    for r in sorted(records, key=lambda r: r["_path"] in defaults):  # defaults last: they win
-        is_segmentation = r.get("config", {}).get("data", {}).get("loader", "mulan") != "mulan"
-        model_dir = _model_dir_of(r)
-        if is_segmentation and r.get("seed", 0) == 0 and os.path.exists(os.path.join(model_dir, "config.json")):
-            by_task[r["task"]][r["method"]] = model_dir
-    written = []
-    for task, runs in sorted(by_task.items()):
-        order = sorted(runs, key=lambda m: (m != "fcn" and m != "feedforward", m))
-        path = os.path.join(results_dir, f"qualitative-{task}.png")
-        render_grid([(m, runs[m]) for m in order], path, examples=6, data_dir=data_dir)
-        written.append(path)
-    return written
-
-
-def figure_links(figures_dir: str, page_dir: str = ".") -> str:
-    """Markdown image links to the figures present in figures_dir, relative to page_dir (the
-    folder of the page that shows them)."""
-    links = []
-    names = sorted(os.listdir(figures_dir)) if os.path.isdir(figures_dir) else []
-
-    def link(alt, name):
-        links.append(f"![{alt}]({_relative(os.path.join(figures_dir, name), page_dir)})")
-
-    for name in names:
-        if name.startswith("curves-") and name.endswith(".png"):
-            link(f"{name[7:-4]}: training losses and validation metrics per epoch", name)
-    if "step_curves.png" in names:
-        link("metric after each refinement step", "step_curves.png")
-    for name in names:
-        if name.startswith("qualitative-") and name.endswith(".png"):
-            link(f"{name[12:-4]}: test images, ground truth, predictions along the refinement", name)
-    if "horses-qualitative.png" in names:
-        link("horses: image, truth, FCN, LDRSP after 0/5/10/30 steps", "horses-qualitative.png")
-    return "\n\n".join(links)
-
-
 def results_page(records: List[Dict], results_dir: str, figures_dir: str, page_dir: str,
                  command: str = "") -> str:
     """The Markdown of the results (tables, benchmarks, figure links) for a page in page_dir."""
@@ -585,7 +350,7 @@ def results_page(records: List[Dict], results_dir: str, figures_dir: str, page_d
                   segmentation_benchmark_tables(results_dir)]
     benchmarks = [b.strip("\n") for b in benchmarks if b.strip()]
     links = figure_links(figures_dir, page_dir)
-    blocks = [f"Generated from `{_relative(os.path.join(results_dir, '*.json'), page_dir)}` by `{command}`." if command else "",
+    blocks = [f"Generated from `{relative(os.path.join(results_dir, '*.json'), page_dir)}` by `{command}`." if command else "",
               results_table(records, page_dir),
               "### Timing benchmarks" if benchmarks else "", *benchmarks,
               "### Figures" if links else "", links]

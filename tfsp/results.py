@@ -187,7 +187,8 @@ def check_replaceable(path, config, model_dir=None, overwrite: bool = False) -> 
     `overwrite`. The same run is one with the same configuration up to where the data is
     (config.LOCATION_FIELDS), or, written from the same model_dir, one it continues with more
     epochs (a resumed run extended): its record is superseded, not lost."""
-    from tfsp.config import LOCATION_FIELDS, ConfigError, config_differences, describe_differences
+    from tfsp.config import ConfigError
+    from tfsp.stored_config import LOCATION_FIELDS, config_differences, describe_differences
 
     if overwrite or not path or not os.path.exists(path):
         return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -57,6 +57,11 @@ class TaskSpec:
     def multiclass(self) -> bool:
         return self.projection == "simplex"
 
+    @property
+    def spatial(self) -> bool:
+        """Whether outputs are masks [H, W, C] (segmentation) rather than label vectors."""
+        return len(self.output_shape) == 3
+
     def output_probabilities(self, logits):
         """Maps an inference network's logits into the feasible set."""
         return tf.nn.softmax(logits) if self.multiclass else tf.sigmoid(logits)
@@ -68,6 +73,38 @@ class TaskSpec:
         else:
             per_position = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=logits)
         return tf.reduce_mean(per_position, axis=tf.range(1, tf.rank(per_position)))
+
+
+def metric_sums(spec: TaskSpec, y, y_true, groups: Optional[int] = None) -> Dict[str, Tuple[tf.Tensor, tf.Tensor]]:
+    """The one metric routine: {metric: (numerator, denominator)} of relaxed predictions y
+    (binarized here) against y_true, summed over the examples. A per-example metric sums its
+    values over the number of examples, a ratio metric its numerators over its denominators.
+    With `groups`, the examples are that many equal consecutive runs (e.g. the steps of a
+    refinement trajectory), each summed alone: [groups] tensors. Sums of several batches (or
+    replicas) add up; metric_values turns them into the metrics."""
+    y_discrete = oracles.binarize(y, spec.multiclass)
+
+    def total(values):
+        return tf.reduce_sum(values) if groups is None else tf.reduce_sum(tf.reshape(values, [groups, -1]), axis=1)
+
+    sums = {}
+    for name, fn in spec.metrics.items():
+        values = fn(y_discrete, y_true)
+        sums[name] = (total(values), total(tf.ones_like(values)))
+    for name, (numerator, denominator) in spec.ratio_metrics.items():
+        sums[name] = (total(numerator(y_discrete, y_true)), total(denominator(y_discrete, y_true)))
+    return sums
+
+
+def metric_values(spec: TaskSpec, sums) -> Dict[str, np.ndarray]:
+    """The metrics of metric_sums' (accumulated) sums: means of the per-example metrics, pooled
+    ratios in percent (as keras.metrics.Mean and RatioMetric compute them); 0 where nothing counted."""
+    values = {}
+    for name, (numerator, denominator) in sums.items():
+        scale = 100.0 if name in spec.ratio_metrics else 1.0
+        n, d = scale * np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
+        values[name] = np.divide(n, d, out=np.zeros_like(n), where=d != 0)
+    return values
 
 
 def example_f1_percent(y_discrete, y_true):

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfsp.config import ConfigError, ExperimentConfig
-from tfsp.methods.base import StructuredModel, per_example_mean
+from tfsp.methods.base import StructuredModel
+from tfsp.methods.replicas import per_example_mean
 from tfsp.refine import project
 
 WRONG_KINDS = ("other_example_ground_truth", "shifted_ground_truth", "zeros", "ones", "noise", "blurred_noise")
@@ -31,7 +32,7 @@ def fixed_tuples(spec, y_true, rng: tf.random.Generator) -> Dict[str, tf.Tensor]
     outputs = {"ground_truth": y_true, "other_example_ground_truth": tf.roll(y_true, 1, axis=0),
                "zeros": tf.zeros_like(y_true), "ones": tf.ones_like(y_true), "noise": noise,
                "blurred_noise": 0.5 * (y_true + noise)}
-    if y_true.shape.rank == 4:
+    if spec.spatial:
         outputs["shifted_ground_truth"] = tf.roll(y_true, max(1, y_true.shape[2] // 6), axis=2)
     if spec.multiclass:
         del outputs["ones"]

@@ -1,12 +1,17 @@
-"""Methods: `keras.Model` subclasses whose `train_step` holds the learning algorithm."""
+"""Methods: `keras.Model` subclasses whose `train_step` holds the learning algorithm, each
+registered by name with the dataclass of its settings (tfsp.methods.registry). Importing this
+package registers the built-in ones."""
 
-from tfsp.methods.base import AdversarialConfig, StructuredModel
-from tfsp.methods.dvn import DVN
-from tfsp.methods.feedforward import FeedForward
-from tfsp.methods.implicit import ImplicitEnergy, implicit_gradient
-from tfsp.methods.infnet import InfNet
-from tfsp.methods.ldrsp import LDRSP
-from tfsp.methods.spen import SPEN
+from tfsp.methods import registry
+from tfsp.methods.base import StructuredModel
+from tfsp.methods.dvn import DVN, DVNSettings
+from tfsp.methods.feedforward import FeedForward, FeedForwardSettings
+from tfsp.methods.implicit import ImplicitEnergy, ImplicitSettings, implicit_gradient
+from tfsp.methods.infnet import InfNet, InfNetSettings
+from tfsp.methods.ldrsp import LDRSP, LDRSPSettings
+from tfsp.methods.spen import SPEN, SPENSettings
+from tfsp.methods.tuples import AdversarialConfig
 
-__all__ = ["AdversarialConfig", "StructuredModel", "DVN", "FeedForward", "ImplicitEnergy", "InfNet", "LDRSP", "SPEN",
-           "implicit_gradient"]
+__all__ = ["registry", "AdversarialConfig", "StructuredModel", "DVN", "DVNSettings", "FeedForward",
+           "FeedForwardSettings", "ImplicitEnergy", "ImplicitSettings", "InfNet", "InfNetSettings", "LDRSP",
+           "LDRSPSettings", "SPEN", "SPENSettings", "implicit_gradient"]

@@ -6,93 +6,24 @@ any). This base class turns them into `infer` (refinement, on crops for
 segmentation), `predict_step` and `test_step`, tracks every loss term and
 metric with `keras.metrics.Mean` (so values aggregate correctly over batches
 and replicas), and owns the input standardization and the refinement configs.
-
-Replication (tf.distribute): a `train_step` runs once per replica on that replica's
-part of the global batch, and the optimizers sum the replicas' gradients. So every
-loss term is the replica's *share* of the global-batch mean (`GlobalBatch.mean`:
-sum over the local examples / global batch size), penalties are divided by the
-number of replicas (`GlobalBatch.penalty`), statistics passed to `track` are such
-shares too (`track` sums them over the replicas), and random numbers come from
-`self.uniform`, whose generator gives every replica its own stream.
+Replication: see tfsp.methods.replicas; tuples generated for training: tfsp.methods.tuples.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Dict, Iterable, Optional
+from typing import ClassVar, Dict, Iterable, Optional
 
 import keras
 import tensorflow as tf
 
 from tfsp import crops, oracles
+from tfsp.config import OptimizerConfig
+from tfsp.methods.keras_build import BuiltBeforeFit
+from tfsp.methods.replicas import GlobalBatch, _replica_context, per_example_mean, step_logs
 from tfsp.refine import RefineConfig, refine
-from tfsp.spec import TaskSpec
-
-
-def per_example_mean(values):
-    """[B] stays; [B, ...] per-position values are averaged per example (also for B = 0)."""
-    if values.shape.rank == 1:
-        return values
-    return tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
-
-
-def _replica_context():
-    """The replica context of a multi-replica step, or None (one replica, or cross-replica code)."""
-    context = tf.distribute.get_replica_context()
-    return context if context is not None and context.num_replicas_in_sync > 1 else None
-
-
-def sum_over_replicas(values):
-    """The sum of per-replica shares over the replicas (identity with one replica): for
-    values used other than through an optimizer, which sums gradients by itself."""
-    context = _replica_context()
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, values) if context is not None else values
-
-
-def repeat(count: int, body, state):
-    """state = body(state) `count` times: a tf.while_loop, or a Python loop (unrolled in the
-    graph) under a tf.distribute strategy, whose synchronization points (optimizer updates,
-    all-reduces) cannot sit inside a while_loop body."""
-    if not tf.distribute.has_strategy():
-        return tf.while_loop(lambda *_: True, body, state, maximum_iterations=int(count))
-    for _ in range(int(count)):
-        state = body(*state)
-    return state
-
-
-def step_logs(results: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """What a train/test step returns. Keras averages the replicas' step outputs under
-    MultiWorkerMirroredStrategy with reduce(MEAN, axis=0), which needs an axis, so there
-    each scalar gets one (epoch-end logs are read from the metrics and stay scalars)."""
-    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-        return {name: tf.reshape(value, [1]) for name, value in results.items()}
-    return results
-
-
-class GlobalBatch:
-    """One replica's part of a training step's global batch (all replicas' examples together).
-
-    Keras optimizers sum the replicas' gradients, so a loss built from `mean` and
-    `penalty` has the gradient of the global-batch loss, whatever the number of
-    replicas and however unevenly the batch was split (a replica may get no examples).
-    """
-
-    def __init__(self, local_size):
-        context = _replica_context()
-        local = tf.cast(local_size, tf.float32)
-        self.num_replicas = context.num_replicas_in_sync if context is not None else 1
-        self.size = context.all_reduce(tf.distribute.ReduceOp.SUM, local) if context is not None else local
-
-    def mean(self, values):
-        """This replica's share of the global-batch mean of per-example values
-        ([B], or [B, ...] averaged per example first)."""
-        return tf.reduce_sum(per_example_mean(values)) / self.size
-
-    def penalty(self, losses):
-        """This replica's share of penalties that do not depend on the batch (e.g. weight decay)."""
-        losses = list(losses)
-        return tf.add_n(losses) / self.num_replicas if losses else 0.0
+from tfsp.spec import TaskSpec, metric_sums
 
 
 class Standardize(keras.layers.Layer):
@@ -135,46 +66,14 @@ class RatioMetric(keras.metrics.Metric):
         return 100.0 * tf.math.divide_no_nan(self.numerator, self.denominator)
 
 
-@dataclasses.dataclass(frozen=True)
-class AdversarialConfig:
-    """Adversarial tuples: gradient *ascent on the value-regression loss* w.r.t. y.
-
-    steps / step_size: the ascent (DVN: one step of the inference step size).
-    from_ground_truth: fraction of examples started from y*; the rest start from
-        the method's default start (zeros for DVN, G(x) for LDRSP).
-    """
-
-    steps: int = 1
-    step_size: float = 0.5
-    normalize: bool = False
-    from_ground_truth: float = 0.5
-    objective: str = "loss"
-    """"loss": ascend D's regression loss (DVN paper Sec. 3.2, LDRSP/ALEN); "value": ascend D's
-    value instead, which is what the published DVN code's adversarial branch computes
-    (it evaluates the value gradient there, not the loss gradient)."""
-    best_iterate: bool = False
-    """Keep the most adversarial iterate (highest objective) along the ascent, per example."""
-
-    def __post_init__(self):
-        if self.objective not in ("loss", "value"):
-            raise ValueError(f"adversarial objective must be 'loss' or 'value', got {self.objective!r}")
-
-
-REFERENCE_SAMPLE_KINDS = ("ground_truth", "stratified", "mismatched")
-"""Training tuples made from y* alone (`StructuredModel.reference_samples`)."""
-
-
-def checked_sample_weights(weights, valid, method: str) -> Dict[str, float]:
-    """{kind: weight} of the kinds with a non-zero weight; a kind not in `valid` is an error
-    naming the method and the valid kinds."""
-    unknown = set(weights) - set(valid)
-    if unknown:
-        raise ValueError(f"unknown {method} sample kinds {sorted(unknown)}; valid: {list(valid)}")
-    return {k: float(v) for k, v in weights.items() if v}
-
-
-class StructuredModel(keras.Model):
+class StructuredModel(BuiltBeforeFit, keras.Model):
     """Base class of the methods; see the module docstring."""
+
+    refines: ClassVar[bool] = False
+    """Whether prediction refines on a value network (`value_of` is not None)."""
+    optimizer_names: ClassVar[tuple] = ("optimizer",)
+    """The attributes holding the method's optimizers, which `compile` takes by these names
+    (the OptimizerConfig fields of its settings) and checkpoints hold under them."""
 
     def __init__(self, spec: TaskSpec, test_refine: RefineConfig = RefineConfig(),
                  seed: int = 0, crop_mode: str = "average", **kwargs):
@@ -182,7 +81,7 @@ class StructuredModel(keras.Model):
         if crop_mode not in crops.CROP_MODES:
             raise ValueError(f"unknown crop mode {crop_mode!r}; valid: {crops.CROP_MODES}")
         self.spec = spec
-        self.test_refine = test_refine
+        self.test_refine = self.on_task(test_refine)
         self.crop_mode = crop_mode
         self.seed = int(seed)
         self.standardize = (Standardize(spec.feature_mean, spec.feature_std, name="standardize")
@@ -202,6 +101,22 @@ class StructuredModel(keras.Model):
                 self.eval_trackers[full] = RatioMetric(name=full)
 
     # ----- what subclasses provide -------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings, parts, **common) -> "StructuredModel":
+        """The method built from its registered settings (tfsp.methods.registry); `parts`
+        (tfsp.build.MethodParts) makes its networks, `common` holds spec, seed, crop_mode, name."""
+        raise NotImplementedError
+
+    @classmethod
+    def variant(cls, settings) -> str:
+        """What tells runs of this method apart in results names and the README's rows beside
+        the method's name (e.g. the implicit trainer's primary loss); "" for none."""
+        return ""
+
+    def training_callbacks(self, steps_per_epoch: int) -> list:
+        """Keras callbacks the method's training needs (e.g. LDRSP's phase schedule)."""
+        return []
+
     def prediction_kinds(self):
         """Metric-name prefixes of the predictions `infer` returns: "" for the final one,
         "inference_net_" for G(x) alone where there is a G."""
@@ -212,10 +127,9 @@ class StructuredModel(keras.Model):
         extra outputs to report (e.g. {"y_inference_net": G(x)})."""
         raise NotImplementedError
 
-    @property
-    def refines(self) -> bool:
-        """Whether prediction refines on a value network (`value_of` is not None)."""
-        return getattr(self, "value_net", None) is not None
+    def on_task(self, config: RefineConfig) -> RefineConfig:
+        """`config` refining on this task's feasible set (its projection)."""
+        return dataclasses.replace(config, projection=self.spec.projection)
 
     def set_test_settings(self, refine: Optional[RefineConfig] = None,
                           crop_mode: Optional[str] = None, crop_grid: Optional[int] = None) -> None:
@@ -264,9 +178,8 @@ class StructuredModel(keras.Model):
         return {}
 
     def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:
-        """The method's optimizers by attribute name (one for most methods, two for LDRSP)."""
-        return {name: getattr(self, name) for name in ("optimizer", "d_optimizer", "g_optimizer")
-                if getattr(self, name, None) is not None}
+        """The method's optimizers by attribute name (`optimizer_names`)."""
+        return {name: getattr(self, name) for name in self.optimizer_names}
 
     def build_networks(self, x) -> None:
         """Creates every network's variables from a batch of raw x: those `infer` uses, and
@@ -373,17 +286,6 @@ class StructuredModel(keras.Model):
     def train_results(self):
         return step_logs({name: tracker.result() for name, tracker in self.train_trackers.items()})
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a strategy, Keras fetches a first batch here and averages it with
-        # strategy.reduce, which fails for (x, y) batches under MultiWorkerMirroredStrategy.
-        # experiment.build() has made every variable, so the build needs no batch then.
-        built = all(layer.built for layer in self._flatten_layers())
-        if iterator is not None and built and getattr(self, "_distribute_strategy", None) is not None:
-            with self.distribute_strategy.scope():
-                self._symbolic_build(data_batch=None)
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
     def call(self, x, training=False):
         return self.infer(x, training=training)["y"]
 
@@ -395,15 +297,8 @@ class StructuredModel(keras.Model):
         kinds = {"": outputs["y"]}
         if "y_inference_net" in outputs:
             kinds["inference_net_"] = outputs["y_inference_net"]
-        sums = {}  # metric -> (numerator, denominator) summed over this replica's examples
-        for prefix, y in kinds.items():
-            y_discrete = oracles.binarize(y, self.spec.multiclass)
-            for name, fn in self.spec.metrics.items():
-                values = fn(y_discrete, y_true)
-                sums[prefix + name] = (tf.reduce_sum(values), tf.cast(tf.size(values), tf.float32))
-            for name, (numerator, denominator) in self.spec.ratio_metrics.items():
-                sums[prefix + name] = (tf.reduce_sum(numerator(y_discrete, y_true)),
-                                       tf.reduce_sum(denominator(y_discrete, y_true)))
+        sums = {prefix + name: value  # metric -> (numerator, denominator) over this replica's examples
+                for prefix, y in kinds.items() for name, value in metric_sums(self.spec, y, y_true).items()}
         # Keras reports a step's outputs averaged over replicas; summing the sums first makes
         # every replica's metrics those of the global batch (exact also for uneven splits).
         context = _replica_context()
@@ -431,51 +326,6 @@ class StructuredModel(keras.Model):
     def uniform(self, shape):
         """U[0, 1) draws from the sampling generator: distinct on every replica."""
         return self.sampling_rng.uniform(shape)
-
-    def adversarial_samples(self, regression_loss_fn, value_fn, y_true, y_start,
-                            config: AdversarialConfig):
-        """Tuples that the value network currently scores worst: ascend its loss from y* or y_start.
-
-        regression_loss_fn(y) -> per-example loss of D against the oracle at y
-        (the oracle value is treated as a constant in each step, as in DVN);
-        value_fn(y) -> D's value, ascended instead when config.objective == "value".
-        """
-        batch = tf.shape(y_true)[0]
-        from_truth = self.uniform([batch]) < config.from_ground_truth
-        from_truth = tf.reshape(from_truth, [-1] + [1] * (y_true.shape.rank - 1))
-        y0 = tf.where(from_truth, y_true, y_start)
-        ascent = RefineConfig(steps=config.steps, step_size=config.step_size,
-                              normalize=config.normalize, projection=self.spec.projection,
-                              best_iterate=config.best_iterate)
-        objective = regression_loss_fn if config.objective == "loss" else value_fn
-        return tf.stop_gradient(refine(objective, y0, ascent).y)
-
-    def stratified_samples(self, y_true):
-        """Interpolations y = (1 - t) y* + t u, u ~ U[0,1], with t stratified over the batch.
-
-        They cover the range of oracle values evenly, from y* (t≈0) to noise (t≈1).
-        """
-        batch = tf.shape(y_true)[0]
-        strata = (tf.cast(tf.range(batch), tf.float32) + self.uniform([batch])) / tf.cast(batch, tf.float32)
-        t = tf.reshape(strata, [-1] + [1] * (y_true.shape.rank - 1))
-        noise = self.uniform(tf.shape(y_true))
-        if self.spec.multiclass:
-            noise = noise / tf.reduce_sum(noise, axis=-1, keepdims=True)
-        return (1.0 - t) * y_true + t * noise
-
-    def mismatched_samples(self, y_true):
-        """y* of another example of the batch (the batch rolled by one): a well-formed output
-        that is wrong for this x, so D must look at x to value it (interpolations to noise and
-        steps from G(x) can be told apart from y* by their look alone)."""
-        return tf.roll(y_true, shift=1, axis=0)
-
-    def reference_samples(self, kinds, y_true) -> Dict[str, tf.Tensor]:
-        """{kind: y} for the kinds among ground_truth, stratified and mismatched: tuples made
-        from y* alone, without the value network."""
-        makers = {"ground_truth": lambda: y_true, "stratified": lambda: self.stratified_samples(y_true),
-                  "mismatched": lambda: self.mismatched_samples(y_true)}
-        return {kind: makers[kind]() for kind in REFERENCE_SAMPLE_KINDS if kind in kinds}
-
 
 class _NamedLearningRate:
     """An optimizer's learning rate under the model attribute's name (TensorBoard's tag)."""
@@ -516,22 +366,29 @@ class TrainingSteps:
                 optimizer.build(variables)
 
 
+@dataclasses.dataclass
+class WithInferenceNetworkSettings:
+    """What the settings of every method with an inference network begin with: its two
+    optimizers, Adam with β1 = 0.5 by default (as the adversarially trained LDRSP has it), and
+    the test-time refinement of G(x)."""
+    d_optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(beta_1=0.5))
+    """Of the value / energy network."""
+    g_optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(beta_1=0.5))
+    """Of the inference network(s)."""
+    test_refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
+
+
 class WithInferenceNetwork(StructuredModel):
     """Methods with an inference network G(x) (or A_θ(x)) beside the value/energy network:
     two optimizers, `d_optimizer` for the value/energy network and `g_optimizer` for the
     inference network(s), and two predictions to score, the final one and G(x) alone."""
 
-    default_beta_1 = 0.9
-    """Adam β1 of the default optimizers (0.5 for the adversarially trained LDRSP)."""
+    optimizer_names = ("d_optimizer", "g_optimizer")
 
-    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(optimizer=None, **kwargs)  # Keras's default would be an unused RMSprop
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3, beta_1=self.default_beta_1)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3, beta_1=self.default_beta_1)
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
         self.optimizer = TrainingSteps(self.d_optimizer, self.g_optimizer)
-
-    def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:
-        return {"d_optimizer": self.d_optimizer, "g_optimizer": self.g_optimizer}
 
     def prediction_kinds(self):
         return ("", "inference_net_")

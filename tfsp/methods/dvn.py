@@ -13,12 +13,16 @@ ascent on D from y = 0.
 
 from __future__ import annotations
 
-from typing import Mapping
+import dataclasses
+from typing import ClassVar, Dict, Optional
 
 import tensorflow as tf
 
-from tfsp.methods.base import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, StructuredModel,
-                               checked_sample_weights)
+from tfsp.config import PROBABILITY, OptimizerConfig, at_least, each
+from tfsp.methods.base import StructuredModel
+from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
+                                 checked_sample_weights, reference_samples)
+from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
 
@@ -27,24 +31,48 @@ SAMPLE_KINDS = ("inference", "adversarial", "trajectory") + REFERENCE_SAMPLE_KIN
 (y_0 .. y_T), so D is also fitted where ascent passes, not only where it ends."""
 
 
+@dataclasses.dataclass
+class DVNSettings:
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    """Of the value network."""
+    test_refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
+    train_refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
+    """The refinement that makes the inference tuples."""
+    adversarial: AdversarialConfig = dataclasses.field(default_factory=AdversarialConfig)
+    train_with_test_refine: bool = False
+    """Inference tuples come from exactly the test-time refinement (test_refine; with crop_mode
+    average each training crop is refined as a test crop is), not train_refine."""
+    inference_from_ground_truth: float = 0.0
+    """Fraction of the inference tuples whose refinement starts from y* instead of zeros."""
+    sample_weights: Dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"inference": 1.0, "adversarial": 1.0})
+    """Weight of each kind of generated tuple (SAMPLE_KINDS: inference, adversarial, trajectory,
+    ground_truth, stratified, mismatched: another example's ground truth)."""
+
+    RANGES: ClassVar = {"inference_from_ground_truth": PROBABILITY, "sample_weights": each(at_least(0))}
+
+
+@register("dvn", settings=DVNSettings)
 class DVN(StructuredModel):
-    def __init__(self, spec, value_net: ValueNetwork, test_refine: RefineConfig,
-                 train_refine: RefineConfig | None = None,
-                 adversarial: AdversarialConfig = AdversarialConfig(),
-                 sample_weights: Mapping[str, float] | None = None,
-                 inference_from_ground_truth: float = 0.0, **kwargs):
-        super().__init__(spec, test_refine=test_refine, **kwargs)
+    refines = True
+
+    def __init__(self, spec, value_net: ValueNetwork, settings: Optional[DVNSettings] = None, **kwargs):
+        settings = settings or DVNSettings()
+        super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.value_net = value_net
-        self.train_refine = train_refine or test_refine
-        self.adversarial = adversarial
-        self.inference_from_ground_truth = float(inference_from_ground_truth)
-        self.sample_weights = checked_sample_weights(
-            sample_weights if sample_weights is not None else {"inference": 1.0, "adversarial": 1.0},
-            SAMPLE_KINDS, "DVN")
+        self.train_refine = self.on_task(settings.test_refine if settings.train_with_test_refine
+                                         else settings.train_refine)
+        self.adversarial = settings.adversarial
+        self.inference_from_ground_truth = float(settings.inference_from_ground_truth)
+        self.sample_weights = checked_sample_weights(settings.sample_weights, SAMPLE_KINDS, "DVN")
         self.add_train_statistics([f"loss_{k}" for k in self.sample_weights]
                                   + [f"oracle_{k}" for k in self.sample_weights]
                                   + [f"value_{k}" for k in self.sample_weights]
                                   + ([] if "ground_truth" in self.sample_weights else ["value_ground_truth"]))
+
+    @classmethod
+    def from_settings(cls, settings: DVNSettings, parts, **common) -> "DVN":
+        return cls(value_net=parts.value_net(), settings=settings, **common)
 
     def initial_output(self, x, training=False):
         return self.zeros_output(x), {}
@@ -77,9 +105,9 @@ class DVN(StructuredModel):
                 target = tf.stop_gradient(self.spec.oracle_fn(y, y_true))
                 logits = self.value_net.score(context, y)
                 return tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
-            samples["adversarial"] = self.adversarial_samples(regression_loss, value_fn, y_true, zeros,
+            samples["adversarial"] = adversarial_samples(self, regression_loss, value_fn, y_true, zeros,
                                                               self.adversarial)
-        samples.update(self.reference_samples(self.sample_weights, y_true))
+        samples.update(reference_samples(self, self.sample_weights, y_true))
         return samples
 
     def train_step(self, data):

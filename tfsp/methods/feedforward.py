@@ -5,18 +5,32 @@ This is the papers' NN / FCN baseline (and InfNet's pre-training); prediction is
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
+from tfsp.config import OptimizerConfig
 from tfsp.methods.base import StructuredModel
+from tfsp.methods.registry import register
 
 
+@dataclasses.dataclass
+class FeedForwardSettings:
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+
+
+@register("feedforward", settings=FeedForwardSettings)
 class FeedForward(StructuredModel):
 
     def __init__(self, spec, inference_net: keras.Model, **kwargs):
         super().__init__(spec, **kwargs)
         self.inference_net = inference_net
         self.add_train_statistics(["cross_entropy"])
+
+    @classmethod
+    def from_settings(cls, settings: FeedForwardSettings, parts, **common) -> "FeedForward":
+        return cls(inference_net=parts.inference_net(), **common)
 
     def initial_output(self, x, training=False):
         return self.spec.output_probabilities(self.inference_net(x, training=training)), {}

@@ -32,18 +32,45 @@ stay shares for the outer optimizer to sum.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable, List, NamedTuple, Sequence
+from typing import Callable, ClassVar, List, NamedTuple, Optional, Sequence
 
 import keras
 import tensorflow as tf
 
-from tfsp.methods.base import WithInferenceNetwork, repeat, sum_over_replicas
+from tfsp.config import POSITIVE, at_least
+from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings
+from tfsp.methods.replicas import repeat, sum_over_replicas
+from tfsp.methods.registry import register
 from tfsp.methods.spen import ssvm_hinge
 from tfsp.networks import ValueNetwork
-from tfsp.refine import RefineConfig
 
 PRIMARY_LOSSES = ("ssvm", "cd", "dvn")
+
+
+@dataclasses.dataclass
+class ImplicitSettings(WithInferenceNetworkSettings):
+    """The implicit trainer (Shankar & Piratla, Algorithm 1); d_optimizer is the outer optimizer
+    (the energy φ), g_optimizer the inner one (A's θ)."""
+    primary_loss: str = "ssvm"
+    """The outer loss, ssvm | cd | dvn (--primary_loss); results are named and tabled by it."""
+    inner_steps: int = 1
+    """T_inner: gradient steps on the inference network θ per batch."""
+    neumann_terms: int = 5
+    """J: terms of the von Neumann series for the inverse-Hessian-vector product."""
+    neumann_step: float = 0.01
+    """α of the series α·Σ_j (I − αH)^j v (needs α < 2/λ_max(H))."""
+    energy_weight: float = 1.0
+    """λ in L_aux = CE(y, A_θ(x)) + λ·E_φ(x, A_θ(x))."""
+    cd_samples: int = 10
+    """K: Bernoulli samples of A_θ(x) per example in the contrastive-divergence loss."""
+    pretrain_epochs: float = 0.0
+    """Epochs with λ = 0 (A_θ on cross-entropy alone) while the energy already trains."""
+
+    RANGES: ClassVar = {"primary_loss": ((lambda v: v in PRIMARY_LOSSES), f"one of {list(PRIMARY_LOSSES)}"),
+                        "inner_steps": at_least(0), "neumann_terms": at_least(0), "neumann_step": POSITIVE,
+                        "energy_weight": at_least(0), "cd_samples": at_least(1), "pretrain_epochs": at_least(0)}
 
 
 class ImplicitGradient(NamedTuple):
@@ -115,31 +142,42 @@ def implicit_gradient(aux_loss_fn: Callable[[], tf.Tensor], primary_loss_fn: Cal
     return ImplicitGradient(total=total, direct=direct, implicit=implicit, theta_gradient=v)
 
 
+@register("implicit", settings=ImplicitSettings)
 class ImplicitEnergy(WithInferenceNetwork):
     """`d_optimizer` is the outer optimizer (energy φ), `g_optimizer` the inner one (A's θ)."""
 
+    refines = True
 
-    def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork, test_refine: RefineConfig,
-                 primary_loss: str = "ssvm", inner_steps: int = 1, neumann_terms: int = 5,
-                 neumann_step: float = 0.01, energy_weight: float = 1.0, cd_samples: int = 10,
-                 pretrain_steps: int = 0, **kwargs):
-        super().__init__(spec, test_refine=test_refine, **kwargs)
-        if primary_loss not in PRIMARY_LOSSES:
-            raise ValueError(f"unknown primary_loss {primary_loss!r}; valid: {list(PRIMARY_LOSSES)}")
-        if inner_steps < 0 or neumann_terms < 0 or cd_samples < 1:
-            raise ValueError(f"implicit: inner_steps ({inner_steps}) and neumann_terms ({neumann_terms}) "
-                             f"must be >= 0 and cd_samples ({cd_samples}) >= 1")
+    def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork,
+                 settings: Optional[ImplicitSettings] = None, pretrain_steps: int = 0, **kwargs):
+        """pretrain_steps: settings.pretrain_epochs in updates."""
+        settings = settings or ImplicitSettings()
+        super().__init__(spec, test_refine=settings.test_refine, **kwargs)
+        if settings.primary_loss not in PRIMARY_LOSSES:
+            raise ValueError(f"unknown primary_loss {settings.primary_loss!r}; valid: {list(PRIMARY_LOSSES)}")
+        if settings.inner_steps < 0 or settings.neumann_terms < 0 or settings.cd_samples < 1:
+            raise ValueError(f"implicit: inner_steps ({settings.inner_steps}) and neumann_terms "
+                             f"({settings.neumann_terms}) must be >= 0 and cd_samples ({settings.cd_samples}) >= 1")
         self.inference_net = inference_net
         self.value_net = value_net
-        self.primary_loss = primary_loss
-        self.inner_steps = int(inner_steps)
-        self.neumann_terms = int(neumann_terms)
-        self.neumann_step = float(neumann_step)
-        self.energy_weight = float(energy_weight)
-        self.cd_samples = int(cd_samples)
+        self.primary_loss = settings.primary_loss
+        self.inner_steps = int(settings.inner_steps)
+        self.neumann_terms = int(settings.neumann_terms)
+        self.neumann_step = float(settings.neumann_step)
+        self.energy_weight = float(settings.energy_weight)
+        self.cd_samples = int(settings.cd_samples)
         self.pretrain_steps = int(pretrain_steps)
         self.add_train_statistics(["inner_loss", "outer_loss", "inner_cross_entropy", "grad_norm_direct",
                                    "grad_norm_implicit", "grad_norm_theta_primary", "oracle_inference_net"])
+
+    @classmethod
+    def from_settings(cls, settings: ImplicitSettings, parts, **common) -> "ImplicitEnergy":
+        return cls(inference_net=parts.inference_net(), value_net=parts.value_net(), settings=settings,
+                   pretrain_steps=parts.updates(settings.pretrain_epochs), **common)
+
+    @classmethod
+    def variant(cls, settings: ImplicitSettings) -> str:
+        return settings.primary_loss
 
     def initial_output(self, x, training=False):
         y_a = self.spec.output_probabilities(self.inference_net(x, training=training))

@@ -13,32 +13,53 @@ sharing parameters). Prediction: A(x) alone and A(x) refined on V.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar, Optional
 
 import keras
 import tensorflow as tf
 
-from tfsp.methods.base import WithInferenceNetwork
+from tfsp.config import at_least
+from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings
+from tfsp.methods.registry import register
 from tfsp.methods.spen import EnergyValue, cost, ssvm_hinge
 from tfsp.networks import ValueNetwork
-from tfsp.refine import RefineConfig
 
 
+@dataclasses.dataclass
+class InfNetSettings(WithInferenceNetworkSettings):
+    """d_optimizer trains the energy, g_optimizer the inference networks F and A."""
+    test_weight: float = 1.0
+    """λ (Tu & Gimpel 2018 Eq. 5): weight of the test-time inference network's hinge."""
+    cross_entropy_weight: float = 1.0
+    """Weight of the cross-entropy of F(x) and A(x) to y* in the networks' objective."""
+
+    RANGES: ClassVar = {"test_weight": at_least(0), "cross_entropy_weight": at_least(0)}
+
+
+@register("infnet", settings=InfNetSettings)
 class InfNet(EnergyValue, WithInferenceNetwork):
     """`d_optimizer` trains the energy, `g_optimizer` the inference networks F and A."""
 
+    refines = True
+
     def __init__(self, spec, inference_net: keras.Model, cost_augmented_net: keras.Model,
-                 value_net: ValueNetwork, test_refine: RefineConfig,
-                 test_weight: float = 1.0,  # λ of Eq. 5
-                 cross_entropy_weight: float = 1.0, **kwargs):
-        super().__init__(spec, test_refine=test_refine, **kwargs)
+                 value_net: ValueNetwork, settings: Optional[InfNetSettings] = None, **kwargs):
+        settings = settings or InfNetSettings()
+        super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.inference_net = inference_net
         self.cost_augmented_net = cost_augmented_net
         self.value_net = value_net
-        self.test_weight = float(test_weight)
-        self.cross_entropy_weight = float(cross_entropy_weight)
+        self.test_weight = float(settings.test_weight)
+        self.cross_entropy_weight = float(settings.cross_entropy_weight)
         self.add_train_statistics(["energy_loss", "networks_loss", "hinge_cost_augmented", "hinge_test",
                                    "cross_entropy", "cost_augmented_cost"])
+
+    @classmethod
+    def from_settings(cls, settings: InfNetSettings, parts, **common) -> "InfNet":
+        return cls(inference_net=parts.inference_net(), cost_augmented_net=parts.inference_net("cost_augmented_net"),
+                   value_net=parts.value_net(), settings=settings, **common)
 
     def build_networks(self, x) -> None:
         super().build_networks(x)

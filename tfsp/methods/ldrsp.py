@@ -12,7 +12,7 @@ D (sigmoid head) is regressed, with weights from LDRSP Eq. 10 / ALEN Eq. 6a-6c, 
 G is trained on cross-entropy plus λ_g·½(D(x, G(x)) − 1)² (LDRSP Eq. 6, ALEN Eq. 11).
 Both use Adam with β1 = 0.5 (two optimizers, as in the keras-io GAN examples).
 
-Optional schedule (`training_phase`, switched by tfsp's PhaseSchedule callback at configured
+Optional schedule (`training_phase`, switched by the PhaseSchedule callback at configured
 update counts): "pretrain" trains G on cross-entropy alone, "warmup" trains D alone on the
 frozen G's tuples, "joint" is the algorithm above. D may also see noisy versions of G's
 outputs, output_probabilities(logits + σ·ε) (`noisy_weight`), so that it is calibrated
@@ -22,13 +22,19 @@ Prediction: G(x) refined by normalized-gradient ascent on D with projection.
 
 from __future__ import annotations
 
-from typing import Mapping
+import dataclasses
+from typing import ClassVar, Dict, Optional
 
 import keras
 import tensorflow as tf
+from absl import logging
 
-from tfsp.methods.base import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, WithInferenceNetwork,
-                               checked_sample_weights, per_example_mean)
+from tfsp.config import at_least, each
+from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings
+from tfsp.methods.replicas import per_example_mean
+from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
+                                 checked_sample_weights, reference_samples)
+from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
 
@@ -41,31 +47,81 @@ def _half_squared_error(prediction, target):
     return 0.5 * tf.square(prediction - target)
 
 
+@dataclasses.dataclass
+class LDRSPSettings(WithInferenceNetworkSettings):
+    """d_optimizer trains D, g_optimizer G (Adam β1 0.5, as in the papers)."""
+    train_refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
+    """The refinement of G(x) that makes D's refined tuples."""
+    adversarial: AdversarialConfig = dataclasses.field(default_factory=AdversarialConfig)
+    generator_adversarial_weight: float = 1.0
+    """λ_g: weight of G's adversarial term."""
+    inference_weight: float = 1.0
+    """λ_v: weight of refined samples in D's loss."""
+    adversarial_weight: float = 1.0
+    """β_v: weight of adversarial samples in D's loss."""
+    g_pretrain_updates: int = 0
+    """Schedule: first this many updates train G on cross-entropy alone."""
+    d_warmup_updates: int = 0
+    """Schedule: then this many train D alone on the frozen G's tuples; then joint training."""
+    noisy_weight: float = 0.0
+    """Weight in D's loss of noisy G outputs, output_probabilities(logits + noise_std·ε)."""
+    noise_std: float = 1.0
+    extra_sample_weights: Dict[str, float] = dataclasses.field(default_factory=dict)
+    """Weights in D's loss of tuples made from y* alone, which the papers do not use:
+    stratified (interpolations to noise), mismatched (another example's ground truth)."""
+
+    RANGES: ClassVar = {"generator_adversarial_weight": at_least(0), "inference_weight": at_least(0),
+                        "adversarial_weight": at_least(0), "g_pretrain_updates": at_least(0),
+                        "d_warmup_updates": at_least(0), "noisy_weight": at_least(0), "noise_std": at_least(0),
+                        "extra_sample_weights": each(at_least(0))}
+
+
+class PhaseSchedule(keras.callbacks.Callback):
+    """Switches the model's training phase (LDRSP: pretrain, warmup, joint) at update counts:
+    `boundaries` = [(first update of the phase, phase), ...] in increasing order. The update
+    count is epoch × steps_per_epoch + batch, so a resumed run is in the phase it left."""
+
+    def __init__(self, boundaries, steps_per_epoch: int):
+        super().__init__()
+        self.boundaries, self.steps_per_epoch = list(boundaries), int(steps_per_epoch)
+        self._epoch = 0
+
+    def phase_at(self, update: int) -> str:
+        return [phase for first, phase in self.boundaries if update >= first][-1]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        phase = self.phase_at(self._epoch * self.steps_per_epoch + batch)
+        if phase != self.model.training_phase:
+            logging.info("training phase %s from update %d", phase, self._epoch * self.steps_per_epoch + batch)
+            self.model.set_training_phase(phase)
+            self.model.make_train_function()
+
+
+@register("ldrsp", settings=LDRSPSettings)
 class LDRSP(WithInferenceNetwork):
     """`d_optimizer` trains D, `g_optimizer` trains G."""
 
-    default_beta_1 = 0.5
+    refines = True
 
     def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork,
-                 test_refine: RefineConfig, train_refine: RefineConfig | None = None,
-                 adversarial: AdversarialConfig = AdversarialConfig(normalize=True),
-                 generator_adversarial_weight: float = 1.0,  # λ_g
-                 inference_weight: float = 1.0,  # λ_v
-                 adversarial_weight: float = 1.0,  # β_v
-                 extra_sample_weights: Mapping[str, float] | None = None,
-                 noisy_weight: float = 0.0, noise_std: float = 1.0,
-                 **kwargs):
-        super().__init__(spec, test_refine=test_refine, **kwargs)
+                 settings: Optional[LDRSPSettings] = None, **kwargs):
+        settings = settings or LDRSPSettings()
+        super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.inference_net = inference_net
         self.value_net = value_net
-        self.train_refine = train_refine or test_refine
-        self.adversarial = adversarial
-        self.generator_adversarial_weight = float(generator_adversarial_weight)
-        self.inference_weight = float(inference_weight)
-        self.adversarial_weight = float(adversarial_weight)
-        extra = checked_sample_weights(extra_sample_weights or {}, EXTRA_SAMPLE_KINDS, "LDRSP extra")
+        self.train_refine = self.on_task(settings.train_refine)
+        self.adversarial = settings.adversarial
+        self.generator_adversarial_weight = float(settings.generator_adversarial_weight)
+        self.inference_weight = float(settings.inference_weight)
+        self.adversarial_weight = float(settings.adversarial_weight)
+        extra = checked_sample_weights(settings.extra_sample_weights, EXTRA_SAMPLE_KINDS, "LDRSP extra")
         self.extra_sample_weights = extra
-        self.noisy_weight, self.noise_std = float(noisy_weight), float(noise_std)
+        self.noisy_weight, self.noise_std = float(settings.noisy_weight), float(settings.noise_std)
+        self.g_pretrain_updates = int(settings.g_pretrain_updates)
+        self.d_warmup_updates = int(settings.d_warmup_updates)
         self.training_phase = "joint"
         names = ["d_loss", "d_ground_truth", "d_inference_net"]
         if self.inference_weight:
@@ -78,6 +134,18 @@ class LDRSP(WithInferenceNetwork):
         names += ["oracle_inference_net", "g_loss", "g_cross_entropy", "g_adversarial",
                   "value_ground_truth", "value_inference_net"]
         self.add_train_statistics(names)
+
+    @classmethod
+    def from_settings(cls, settings: LDRSPSettings, parts, **common) -> "LDRSP":
+        return cls(inference_net=parts.inference_net(), value_net=parts.value_net(), settings=settings, **common)
+
+    def training_callbacks(self, steps_per_epoch: int) -> list:
+        """The schedule of g_pretrain_updates / d_warmup_updates, if any."""
+        if not (self.g_pretrain_updates or self.d_warmup_updates):
+            return []
+        first_joint = self.g_pretrain_updates + self.d_warmup_updates
+        return [PhaseSchedule([(0, "pretrain"), (self.g_pretrain_updates, "warmup"), (first_joint, "joint")],
+                              steps_per_epoch)]
 
     def initial_output(self, x, training=False):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
@@ -101,9 +169,9 @@ class LDRSP(WithInferenceNetwork):
             def regression_loss(y):
                 target = tf.stop_gradient(oracle(y, y_true))
                 return per_example_mean(_half_squared_error(value_map(y), target))
-            samples["adversarial"] = self.adversarial_samples(regression_loss, value_fn,
+            samples["adversarial"] = adversarial_samples(self, regression_loss, value_fn,
                                                               y_true, y_g, self.adversarial)
-        samples.update(self.reference_samples(self.extra_sample_weights, y_true))
+        samples.update(reference_samples(self, self.extra_sample_weights, y_true))
         return samples
 
     PHASES = ("pretrain", "warmup", "joint")

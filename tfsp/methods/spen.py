@@ -16,9 +16,14 @@ The helpers `cost`, `ssvm_hinge` and `EnergyValue` are shared with InfNet and th
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar, Optional
+
 import tensorflow as tf
 
+from tfsp.config import OptimizerConfig, at_least
 from tfsp.methods.base import StructuredModel
+from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
 
@@ -40,15 +45,36 @@ class EnergyValue:
         return lambda y: self.value_net.score(context, y, training=training)
 
 
-class SPEN(EnergyValue, StructuredModel):
+@dataclasses.dataclass
+class SPENSettings:
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    test_refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
+    train_refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
+    """The cost-augmented inference of training."""
+    pretrain_epochs: float = 0.0
+    """Epochs of logistic-loss pre-training of the feature network before SSVM training."""
 
-    def __init__(self, spec, value_net: ValueNetwork, test_refine: RefineConfig,
-                 train_refine: RefineConfig | None = None, pretrain_steps: int = 0, **kwargs):
-        super().__init__(spec, test_refine=test_refine, **kwargs)
+    RANGES: ClassVar = {"pretrain_epochs": at_least(0)}
+
+
+@register("spen", settings=SPENSettings)
+class SPEN(EnergyValue, StructuredModel):
+    refines = True
+
+    def __init__(self, spec, value_net: ValueNetwork, settings: Optional[SPENSettings] = None,
+                 pretrain_steps: int = 0, **kwargs):
+        """pretrain_steps: settings.pretrain_epochs in updates."""
+        settings = settings or SPENSettings()
+        super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.value_net = value_net
-        self.train_refine = train_refine or test_refine
+        self.train_refine = self.on_task(settings.train_refine)
         self.pretrain_steps = int(pretrain_steps)
         self.add_train_statistics(["logistic", "hinge", "pretraining", "cost_augmented_cost"])
+
+    @classmethod
+    def from_settings(cls, settings: SPENSettings, parts, **common) -> "SPEN":
+        return cls(value_net=parts.value_net(), settings=settings,
+                   pretrain_steps=parts.updates(settings.pretrain_epochs), **common)
 
     def initial_output(self, x, training=False):
         return self.zeros_output(x), {}

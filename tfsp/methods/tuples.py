@@ -1,0 +1,98 @@
+"""The training tuples the sampling methods (DVN, LDRSP) generate besides their own: adversarial
+ascent on the value network's loss, and tuples made from y* alone. Random numbers come from the
+model's sampling stream (`model.uniform`: one stream per replica, checkpointed with the model)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Dict
+
+import tensorflow as tf
+
+from tfsp.config import POSITIVE, PROBABILITY, at_least
+from tfsp.refine import RefineConfig, refine
+
+
+@dataclasses.dataclass
+class AdversarialConfig:
+    """Adversarial tuples: gradient *ascent on the value-regression loss* w.r.t. y.
+
+    steps / step_size: the ascent (DVN: one step of the inference step size).
+    from_ground_truth: fraction of examples started from y*; the rest start from
+        the method's default start (zeros for DVN, G(x) for LDRSP).
+    """
+
+    steps: int = 1
+    step_size: float = 0.5
+    normalize: bool = False
+    from_ground_truth: float = 0.5
+    objective: str = "loss"
+    """"loss": ascend D's regression loss (DVN paper Sec. 3.2, LDRSP/ALEN); "value": ascend D's
+    value instead, which is what the published DVN code's adversarial branch computes
+    (it evaluates the value gradient there, not the loss gradient)."""
+    best_iterate: bool = False
+    """Keep the most adversarial iterate (highest objective) along the ascent, per example."""
+
+    RANGES: ClassVar = {"steps": at_least(0), "step_size": POSITIVE, "from_ground_truth": PROBABILITY,
+                        "objective": ((lambda v: v in ("loss", "value")), "loss or value")}
+
+    def __post_init__(self):
+        if self.objective not in ("loss", "value"):
+            raise ValueError(f"adversarial objective must be 'loss' or 'value', got {self.objective!r}")
+
+
+REFERENCE_SAMPLE_KINDS = ("ground_truth", "stratified", "mismatched")
+"""Training tuples made from y* alone (`reference_samples`)."""
+
+
+def checked_sample_weights(weights, valid, method: str) -> Dict[str, float]:
+    """{kind: weight} of the kinds with a non-zero weight; a kind not in `valid` is an error
+    naming the method and the valid kinds."""
+    unknown = set(weights) - set(valid)
+    if unknown:
+        raise ValueError(f"unknown {method} sample kinds {sorted(unknown)}; valid: {list(valid)}")
+    return {k: float(v) for k, v in weights.items() if v}
+
+
+def adversarial_samples(model, regression_loss_fn, value_fn, y_true, y_start, config: AdversarialConfig):
+    """For `model` (a StructuredModel: its sampling stream and task), tuples that the value network currently scores worst: ascend its loss from y* or y_start.
+
+    regression_loss_fn(y) -> per-example loss of D against the oracle at y
+    (the oracle value is treated as a constant in each step, as in DVN);
+    value_fn(y) -> D's value, ascended instead when config.objective == "value".
+    """
+    batch = tf.shape(y_true)[0]
+    from_truth = model.uniform([batch]) < config.from_ground_truth
+    from_truth = tf.reshape(from_truth, [-1] + [1] * (y_true.shape.rank - 1))
+    y0 = tf.where(from_truth, y_true, y_start)
+    ascent = RefineConfig(steps=config.steps, step_size=config.step_size,
+                          normalize=config.normalize, projection=model.spec.projection,
+                          best_iterate=config.best_iterate)
+    objective = regression_loss_fn if config.objective == "loss" else value_fn
+    return tf.stop_gradient(refine(objective, y0, ascent).y)
+
+def stratified_samples(model, y_true):
+    """Interpolations y = (1 - t) y* + t u, u ~ U[0,1], with t stratified over the batch.
+
+    They cover the range of oracle values evenly, from y* (t≈0) to noise (t≈1).
+    """
+    batch = tf.shape(y_true)[0]
+    strata = (tf.cast(tf.range(batch), tf.float32) + model.uniform([batch])) / tf.cast(batch, tf.float32)
+    t = tf.reshape(strata, [-1] + [1] * (y_true.shape.rank - 1))
+    noise = model.uniform(tf.shape(y_true))
+    if model.spec.multiclass:
+        noise = noise / tf.reduce_sum(noise, axis=-1, keepdims=True)
+    return (1.0 - t) * y_true + t * noise
+
+def mismatched_samples(y_true):
+    """y* of another example of the batch (the batch rolled by one): a well-formed output
+    that is wrong for this x, so D must look at x to value it (interpolations to noise and
+    steps from G(x) can be told apart from y* by their look alone)."""
+    return tf.roll(y_true, shift=1, axis=0)
+
+def reference_samples(model, kinds, y_true) -> Dict[str, tf.Tensor]:
+    """{kind: y} for the kinds among ground_truth, stratified and mismatched: tuples made
+    from y* alone, without the value network."""
+    makers = {"ground_truth": lambda: y_true, "stratified": lambda: stratified_samples(model, y_true),
+              "mismatched": lambda: mismatched_samples(y_true)}
+    return {kind: makers[kind]() for kind in REFERENCE_SAMPLE_KINDS if kind in kinds}

@@ -1,0 +1,76 @@
+"""--mode=probe: how a trained value network ranks reference outputs beside the task oracle."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+
+from tfsp import results
+from tfsp.config import ConfigError, ExperimentConfig
+from tfsp.experiment import restore
+from tfsp.methods import StructuredModel
+from tfsp.methods.replicas import per_example_mean
+from tfsp.refine import project
+from tfsp.spec import TaskSpec
+
+
+def _reference_outputs(spec: TaskSpec, y_true, prediction, rng: tf.random.Generator) -> Dict[str, tf.Tensor]:
+    """Outputs whose oracle value is known to differ a lot, each projected onto the feasible set
+    ("zeros" is the uniform distribution and "ones" is left out on the simplex)."""
+    outputs = {"ground_truth": y_true, "prediction": prediction, "zeros": tf.zeros_like(y_true),
+               "ones": tf.ones_like(y_true), "noise": rng.uniform(tf.shape(y_true)),
+               "other_example_ground_truth": tf.roll(y_true, 1, axis=0)}
+    if spec.spatial:  # a segmentation mask moved by a sixth of its width
+        outputs["shifted_ground_truth"] = tf.roll(y_true, max(1, y_true.shape[2] // 6), axis=2)
+    if spec.multiclass:
+        del outputs["ones"]
+    return {kind: project(tf.cast(y, tf.float32), spec.projection) for kind, y in outputs.items()}
+
+
+def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """{kind: {"value", "oracle"}}: the value network's mean value and the task oracle's mean
+    over `dataset` for reference outputs (ground truth, the model's prediction, zeros, ones,
+    noise, the ground truth shifted or of another example). A value network that has learned
+    its oracle ranks them as the oracle does; one that gives them all about the same value
+    has not (what DVN's value net on horses does). Segmentation images larger than the
+    training crops are probed on their centre crop, the input size the value net was trained on."""
+    if not model.refines:
+        raise ConfigError(f"method {model.name!r} has no value network to probe")
+    spec = model.spec
+    rng = tf.random.Generator.from_seed(seed)
+    sums: Dict[str, Dict[str, float]] = {}
+    count = 0
+    for x, y_true in dataset:
+        y_true = tf.cast(y_true, tf.float32)
+        if spec.crop_size and x.shape[1] != spec.crop_size:
+            start = (x.shape[1] - spec.crop_size) // 2
+            window = slice(start, start + spec.crop_size)
+            x, y_true = x[:, window, window], y_true[:, window, window]
+        value_fn = model.value_of(model.prepare_inputs(x))
+        outputs = _reference_outputs(spec, y_true, model.infer(x)["y"], rng)
+        for kind, y in outputs.items():
+            entry = sums.setdefault(kind, {"value": 0.0, "oracle": 0.0})
+            entry["value"] += float(tf.reduce_sum(value_fn(y)))
+            entry["oracle"] += float(tf.reduce_sum(per_example_mean(spec.oracle_fn(y, y_true))))
+        count += int(tf.shape(y_true)[0])
+    return {kind: {name: total / count for name, total in entry.items()} for kind, entry in sums.items()}
+
+
+def probe_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
+                overwrite_results: bool = False, command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """--mode=probe: probe_value_network on the validation split (the test split if there is
+    none) with the weights a run left in model_dir; written to results_path if given
+    (overwrite_results and command as in `run`)."""
+    results.check_replaceable(results_path, config, overwrite=overwrite_results)
+    git_rev = results.git_revision()
+    data, model = restore(config, model_dir)
+    split = "validation" if data.validation is not None else "test"
+    record = {"task": config.task, "method": config.method,
+              "probe": probe_value_network(model, getattr(data, split), seed=config.seed),
+              "split": split, "probed_from": str(model_dir), "seed": config.seed, "config": config.to_dict(),
+              "git_rev": git_rev, **(command or results.portable_command(sys.argv)), "machine": results.machine()}
+    if results_path:
+        results.write_json(results_path, record)
+    return record
