@@ -74,6 +74,9 @@ DVN_BASE=(--task=horses --method=dvn --epochs=250 --set crop_mode=average --set 
           --set adversarial.steps=3 --set optimizer.learning_rate=0.0001 --set optimizer.beta_1=0.9
           --set optimizer.clipnorm=10 --set validation_every=50 --set compare_crop_modes=false)
 python -m tfsp.launch "${DVN_BASE[@]}" "${COMMON[@]}" --model_dir="$RUNS/horses-dvn-base-bf16" --results_suffix=-base-bf16
+# The same in float32, the task file's DVN default now:
+python -m tfsp.launch "${DVN_BASE[@]}" --data_dir="$DATA" --set validation_crop_grid=3 --step_curve=30 --verbose=2 \
+  --model_dir="$RUNS/horses-dvn-base-f32" --results_suffix=-base-f32
 # LDRSP with the schedule: G on cross-entropy for 650 updates, D warmed up on the frozen G for
 # 390, then joint; D also regressed on noisy G outputs; 3 adversarial steps; steps chosen on validation.
 python -m tfsp.launch --task=horses --method=ldrsp --epochs=150 "${COMMON[@]}" \
