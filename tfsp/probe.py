@@ -16,17 +16,35 @@ from tfsp.refine import project
 from tfsp.spec import TaskSpec
 
 
-def _reference_outputs(spec: TaskSpec, y_true, prediction, rng: tf.random.Generator) -> Dict[str, tf.Tensor]:
+def reference_outputs(spec: TaskSpec, y_true, rng: tf.random.Generator, prediction=None,
+                      blurred_noise: bool = False) -> Dict[str, tf.Tensor]:
     """Outputs whose oracle value is known to differ a lot, each projected onto the feasible set
-    ("zeros" is the uniform distribution and "ones" is left out on the simplex)."""
-    outputs = {"ground_truth": y_true, "prediction": prediction, "zeros": tf.zeros_like(y_true),
-               "ones": tf.ones_like(y_true), "noise": rng.uniform(tf.shape(y_true)),
-               "other_example_ground_truth": tf.roll(y_true, 1, axis=0)}
+    ("zeros" is the uniform distribution and "ones" is left out on the simplex): y*, the model's
+    `prediction` if given, zeros, ones, uniform noise, another example's y*, y* shifted by a
+    sixth of the width (segmentation) and, with `blurred_noise`, the noise halfway to y*."""
+    noise = rng.uniform(tf.shape(y_true))
+    outputs = {"ground_truth": y_true}
+    if prediction is not None:
+        outputs["prediction"] = prediction
+    outputs.update({"zeros": tf.zeros_like(y_true), "ones": tf.ones_like(y_true), "noise": noise,
+                    "other_example_ground_truth": tf.roll(y_true, 1, axis=0)})
+    if blurred_noise:
+        outputs["blurred_noise"] = 0.5 * (y_true + noise)
     if spec.spatial:  # a segmentation mask moved by a sixth of its width
         outputs["shifted_ground_truth"] = tf.roll(y_true, max(1, y_true.shape[2] // 6), axis=2)
     if spec.multiclass:
         del outputs["ones"]
     return {kind: project(tf.cast(y, tf.float32), spec.projection) for kind, y in outputs.items()}
+
+
+def centre_crop(spec: TaskSpec, x, y):
+    """Segmentation images larger than the training crops, cut to their centre crop: the input
+    size the value net was trained on."""
+    if spec.crop_size and x.shape[1] != spec.crop_size:
+        start = (x.shape[1] - spec.crop_size) // 2
+        window = slice(start, start + spec.crop_size)
+        return x[:, window, window], y[:, window, window]
+    return x, y
 
 
 def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[str, Dict[str, float]]:
@@ -43,13 +61,9 @@ def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[
     sums: Dict[str, Dict[str, float]] = {}
     count = 0
     for x, y_true in dataset:
-        y_true = tf.cast(y_true, tf.float32)
-        if spec.crop_size and x.shape[1] != spec.crop_size:
-            start = (x.shape[1] - spec.crop_size) // 2
-            window = slice(start, start + spec.crop_size)
-            x, y_true = x[:, window, window], y_true[:, window, window]
+        x, y_true = centre_crop(spec, x, tf.cast(y_true, tf.float32))
         value_fn = model.value_of(model.prepare_inputs(x))
-        outputs = _reference_outputs(spec, y_true, model.infer(x)["y"], rng)
+        outputs = reference_outputs(spec, y_true, rng, prediction=model.infer(x)["y"])
         for kind, y in outputs.items():
             entry = sums.setdefault(kind, {"value": 0.0, "oracle": 0.0})
             entry["value"] += float(tf.reduce_sum(value_fn(y)))

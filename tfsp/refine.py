@@ -71,10 +71,6 @@ class RefineConfig:
         if self.decay < 0:
             raise ValueError(f"refinement decay must be >= 0, got {self.decay}")
 
-    @property
-    def rule(self) -> str:
-        return "adam" if self.adam else ("normalized" if self.normalize else "gradient")
-
 
 class RefineResult(NamedTuple):
     y: tf.Tensor

@@ -19,32 +19,16 @@ import tensorflow as tf
 from tfsp.config import ConfigError, ExperimentConfig
 from tfsp.methods.base import StructuredModel
 from tfsp.methods.replicas import per_example_mean
-from tfsp.refine import project
+from tfsp.probe import centre_crop, reference_outputs
 
 WRONG_KINDS = ("other_example_ground_truth", "shifted_ground_truth", "zeros", "ones", "noise", "blurred_noise")
 """Outputs that must rank below y*, each also a training tuple kind (with its oracle target)."""
 
 
 def fixed_tuples(spec, y_true, rng: tf.random.Generator) -> Dict[str, tf.Tensor]:
-    """{kind: y} made from y* alone: y*, another example's y*, y* shifted by a sixth of the width
-    (segmentation), all-zeros / all-ones, uniform noise, noise interpolated halfway to y*."""
-    noise = rng.uniform(tf.shape(y_true))
-    outputs = {"ground_truth": y_true, "other_example_ground_truth": tf.roll(y_true, 1, axis=0),
-               "zeros": tf.zeros_like(y_true), "ones": tf.ones_like(y_true), "noise": noise,
-               "blurred_noise": 0.5 * (y_true + noise)}
-    if spec.spatial:
-        outputs["shifted_ground_truth"] = tf.roll(y_true, max(1, y_true.shape[2] // 6), axis=2)
-    if spec.multiclass:
-        del outputs["ones"]
-    return {kind: project(y, spec.projection) for kind, y in outputs.items()}
-
-
-def _centre_crop(spec, x, y):
-    if spec.crop_size and x.shape[1] != spec.crop_size:
-        start = (x.shape[1] - spec.crop_size) // 2
-        window = slice(start, start + spec.crop_size)
-        return x[:, window, window], y[:, window, window]
-    return x, y
+    """{kind: y} made from y* alone: the probe's reference outputs without a prediction, plus
+    noise interpolated halfway to y*."""
+    return reference_outputs(spec, y_true, rng, blurred_noise=True)
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,7 +77,7 @@ def check_value_network(model: StructuredModel, train, validation, updates: int,
     oracles: Dict[str, list] = {}
     trajectory_values, trajectory_oracles, per_example_order = [], [], []
     for x, y_true in validation:
-        x, y_true = _centre_crop(spec, x, tf.cast(y_true, tf.float32))
+        x, y_true = centre_crop(spec, x, tf.cast(y_true, tf.float32))
         value_fn = model.value_of(model.prepare_inputs(x))
         for kind, y in fixed_tuples(spec, y_true, rng).items():
             values.setdefault(kind, []).append(value_fn(y).numpy())

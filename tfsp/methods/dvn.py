@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfsp.config import PROBABILITY, OptimizerConfig, at_least, each
 from tfsp.methods.base import StructuredModel
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
-                                 checked_sample_weights, reference_samples)
+                                 checked_sample_weights, reference_samples, starts_from_ground_truth)
 from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
@@ -87,8 +87,7 @@ class DVN(StructuredModel):
             start = zeros
             if self.inference_from_ground_truth:
                 # Refinement started at y* shows D where ascent leaves the truth (SEAL's DVN).
-                from_truth = self.uniform([tf.shape(x)[0]]) < self.inference_from_ground_truth
-                start = tf.where(tf.reshape(from_truth, [-1] + [1] * (zeros.shape.rank - 1)), y_true, zeros)
+                start = starts_from_ground_truth(self, y_true, zeros, self.inference_from_ground_truth)
             with_path = "trajectory" in self.sample_weights
             result = refine(value_fn, start, self.train_refine, return_trajectory=with_path)
             if "inference" in self.sample_weights:

@@ -54,6 +54,12 @@ def checked_sample_weights(weights, valid, method: str) -> Dict[str, float]:
     return {k: float(v) for k, v in weights.items() if v}
 
 
+def starts_from_ground_truth(model, y_true, y_start, fraction: float):
+    """Per example, y* with probability `fraction` (drawn from model's sampling stream), else y_start."""
+    from_truth = model.uniform([tf.shape(y_true)[0]]) < fraction
+    return tf.where(tf.reshape(from_truth, [-1] + [1] * (y_true.shape.rank - 1)), y_true, y_start)
+
+
 def adversarial_samples(model, regression_loss_fn, value_fn, y_true, y_start, config: AdversarialConfig):
     """For `model` (a StructuredModel: its sampling stream and task), tuples that the value network currently scores worst: ascend its loss from y* or y_start.
 
@@ -61,10 +67,7 @@ def adversarial_samples(model, regression_loss_fn, value_fn, y_true, y_start, co
     (the oracle value is treated as a constant in each step, as in DVN);
     value_fn(y) -> D's value, ascended instead when config.objective == "value".
     """
-    batch = tf.shape(y_true)[0]
-    from_truth = model.uniform([batch]) < config.from_ground_truth
-    from_truth = tf.reshape(from_truth, [-1] + [1] * (y_true.shape.rank - 1))
-    y0 = tf.where(from_truth, y_true, y_start)
+    y0 = starts_from_ground_truth(model, y_true, y_start, config.from_ground_truth)
     ascent = RefineConfig(steps=config.steps, step_size=config.step_size,
                           normalize=config.normalize, projection=model.spec.projection,
                           best_iterate=config.best_iterate)
