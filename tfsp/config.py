@@ -135,7 +135,8 @@ class ExperimentConfig:
     task: str = ""
     method: str = ""
     algorithm: str = ""
-    """The method class (feedforward | dvn | ldrsp | spen | infnet | implicit) when the method's name differs (e.g. fcn)."""
+    """The method class (feedforward | dvn | ldrsp | spen | infnet | implicit | gan | lsgan | wgan_gp |
+    ebgan) when the method's name differs (e.g. fcn)."""
     oracle: str = ""
     """Override the task's oracle for this method (e.g. per_position_f1 for a patch discriminator)."""
     crop_mode: str = "average"

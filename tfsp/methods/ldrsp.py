@@ -18,6 +18,18 @@ frozen G's tuples, "joint" is the algorithm above. D may also see noisy versions
 outputs, output_probabilities(logits + σ·ε) (`noisy_weight`), so that it is calibrated
 around G(x), where refinement goes.
 Prediction: G(x) refined by normalized-gradient ascent on D with projection.
+
+The ALEN paper's ablations (its Table 1) and what they are in tfsp (tasks/<task>.json has a
+section for each that is a configuration):
+  InfNet (G on its surrogate loss alone)   the feed-forward method (feedforward / fcn);
+  AEN (D on y* and G(x) only, no refined   LDRSP with inference_weight = 0 and
+       or adversarial tuples)              adversarial_weight = 0 (method aen);
+  ALEN without the task loss (G on the     LDRSP with task_loss_weight = 0
+       adversarial term alone)             (method alen_no_task_loss);
+  ALEN's G alone                           any LDRSP run's G-alone prediction (the results'
+                                           metrics_inference_net, metrics inference_net_*).
+The GAN-family rows of the LDRSP paper's comparison are methods of their own
+(tfsp.methods.gan_baselines).
 """
 
 from __future__ import annotations
@@ -55,6 +67,9 @@ class LDRSPSettings(WithInferenceNetworkSettings):
     adversarial: AdversarialConfig = dataclasses.field(default_factory=AdversarialConfig)
     generator_adversarial_weight: float = 1.0
     """λ_g: weight of G's adversarial term."""
+    task_loss_weight: float = 1.0
+    """Weight of G's cross-entropy in joint training (0: ALEN without the task loss, G on
+    the adversarial term alone); the "pretrain" phase trains on cross-entropy whatever it is."""
     inference_weight: float = 1.0
     """λ_v: weight of refined samples in D's loss."""
     adversarial_weight: float = 1.0
@@ -70,7 +85,8 @@ class LDRSPSettings(WithInferenceNetworkSettings):
     """Weights in D's loss of tuples made from y* alone, which the papers do not use:
     stratified (interpolations to noise), mismatched (another example's ground truth)."""
 
-    RANGES: ClassVar = {"generator_adversarial_weight": at_least(0), "inference_weight": at_least(0),
+    RANGES: ClassVar = {"generator_adversarial_weight": at_least(0), "task_loss_weight": at_least(0),
+                        "inference_weight": at_least(0),
                         "adversarial_weight": at_least(0), "g_pretrain_updates": at_least(0),
                         "d_warmup_updates": at_least(0), "noisy_weight": at_least(0), "noise_std": at_least(0),
                         "extra_sample_weights": each(at_least(0))}
@@ -115,6 +131,7 @@ class LDRSP(WithInferenceNetwork):
         self.train_refine = self.on_task(settings.train_refine)
         self.adversarial = settings.adversarial
         self.generator_adversarial_weight = float(settings.generator_adversarial_weight)
+        self.task_loss_weight = float(settings.task_loss_weight)
         self.inference_weight = float(settings.inference_weight)
         self.adversarial_weight = float(settings.adversarial_weight)
         extra = checked_sample_weights(settings.extra_sample_weights, EXTRA_SAMPLE_KINDS, "LDRSP extra")
@@ -211,7 +228,8 @@ class LDRSP(WithInferenceNetwork):
         d_variables = self.value_net.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
 
-        # G: cross-entropy plus λ_g·½(D(x, G(x)) − 1)² with D fixed (not during D's warm-up).
+        # G: cross-entropy (weighted by task_loss_weight) plus λ_g·½(D(x, G(x)) − 1)² with D
+        # fixed (not during D's warm-up).
         d_fixed = self.value_map(self.value_net.precompute(x))
         g_loss, g_cross_entropy, g_adversarial, value_g = self._generator_update(
             x, y_true, batch, d_fixed, update=self.training_phase == "joint")
@@ -235,7 +253,8 @@ class LDRSP(WithInferenceNetwork):
             if d_fixed is not None:
                 value_g = d_fixed(self.spec.output_probabilities(logits))
                 g_adversarial = batch.mean(_half_squared_error(value_g, 1.0))
-                g_loss += self.generator_adversarial_weight * g_adversarial
+                g_loss = (self.task_loss_weight * g_cross_entropy
+                          + self.generator_adversarial_weight * g_adversarial)
             g_loss += batch.penalty(self.inference_net.losses)
         if update:
             g_variables = self.inference_net.trainable_variables
