@@ -222,3 +222,17 @@ def test_published_entry_without_source_is_an_error_naming_the_file(toy_task):
     content = {**TOY_TASK, "_path": str(toy_task / "toy.json"), "published": {"dvn": {"example_f1": 41.0}}}
     with pytest.raises(config_lib.ConfigError, match=r"toy\.json: published\.dvn: each entry needs a \"source\""):
         report.published_of(content, "dvn")
+
+
+def test_settings_another_setting_makes_unused_do_not_tell_runs_apart(toy_task):
+    # A run budgeted in updates ignores epochs; DVN training with test_refine ignores train_refine.
+    a, b = record("toy", "dvn"), record("toy", "dvn")
+    for r, epochs, steps in ((a, 4, 5), (b, 9, 20)):
+        r["config"].update(epochs=epochs, updates=100, train_with_test_refine=True,
+                           settings={"train_refine": {"steps": steps}})
+    assert report._signature(a["config"]) == report._signature(b["config"])
+    b["config"]["updates"] = 200
+    assert report._signature(a["config"]) != report._signature(b["config"])
+    b["config"].update(updates=100, train_with_test_refine=False)
+    a["config"]["train_with_test_refine"] = False
+    assert report._signature(a["config"]) != report._signature(b["config"])  # train_refine counts again

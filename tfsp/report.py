@@ -105,6 +105,15 @@ def _config_defaults(method: str, algorithm: str) -> Dict:
 IGNORED_FIELDS = ("seed", "data.data_dir", "data.arff", "data.xml", "data.eval_batch_size", "compare_crop_modes")
 
 
+def _unused_fields(flat: Dict) -> tuple:
+    """Fields another setting makes unused, so that they do not tell configurations apart: the
+    epochs of a run budgeted in updates, and DVN's train_refine when it trains with test_refine."""
+    unused = ["epochs"] if flat.get("updates") else []
+    if flat.get("train_with_test_refine"):
+        unused += [k for k in flat if k.startswith("train_refine.")]
+    return tuple(unused)
+
+
 def _signature(config: Dict):
     """A run's configuration without IGNORED_FIELDS (the rows' grouping key), hashable, by the
     names task files and --set use (an old flat record's settings by their new names). Fields
@@ -116,7 +125,7 @@ def _signature(config: Dict):
     maps = frozenset(k for k, v in defaults.items() if isinstance(v, dict))  # compared and shown whole
     view = _flatten(settings_view(config), whole=maps)  # an old flat record's settings by their new names
     flat = {**defaults, **{k: v for k, v in view.items() if k in defaults}}
-    for field in IGNORED_FIELDS:
+    for field in IGNORED_FIELDS + _unused_fields(flat):
         flat.pop(field, None)
     return tuple(sorted((k, json.dumps(_canonical(v), sort_keys=True)) for k, v in flat.items()))
 
@@ -247,8 +256,12 @@ class _Groups:
         """The settings of `signature` that differ from the task file's default, as k=v."""
         default = dict(self.defaults.get((task, method)) or
                        _signature({"task": task, "method": method}))  # no task file: the code's defaults
-        # Signatures hold the same fields (every config field, defaults filled in).
-        return ", ".join(f"{k}={_setting(v)}" for k, v in signature if v != default[k])
+        # Signatures hold every config field (defaults filled in) but those another setting
+        # makes unused (_unused_fields); one the default lacks shows where it differs from
+        # the code's default.
+        code_default = dict(_signature({"task": task, "method": method}))
+        return ", ".join(f"{k}={_setting(v)}" for k, v in signature
+                         if v != default.get(k, code_default.get(k)))
 
 
 def headline_tables(records: List[Dict], page_dir: str = ".", groups: "_Groups" = None) -> str:
