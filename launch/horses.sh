@@ -96,3 +96,13 @@ DVN_10K=(--task=horses --method=dvn --data_dir="$DATA" --set updates=10000
 python -m tfsp.launch "${DVN_10K[@]}" --step_curve=30 --results_suffix=-10k
 python -m tfsp.launch "${DVN_10K[@]}" --mode=evaluate --set epochs=770 --set test_refine.steps=30 \
   --set select_refine_steps=true --results_suffix=-10k-select-steps
+# Six test-time refinements of the same weights compared on validation; the chosen one (30 steps
+# with step-size decay 0.1) evaluated on test. (Run from main with the run's model dir.)
+python launch/compare_test_refinements.py --model_dir="$RUNS/horses-dvn-10k" --data_dir="$DATA" \
+  --output=results/horses-dvn-10k-test-refinements.json \
+  --variant='as_trained={}' --variant='20_steps={"steps":20}' --variant='30_decay0.1={"steps":30,"decay":0.1}' \
+  --variant='30_decay0.1_best={"steps":30,"decay":0.1,"best_iterate":true}' \
+  --variant='50_decay0.2_best={"steps":50,"decay":0.2,"best_iterate":true}' --variant='30_eta5={"steps":30,"step_size":5.0}'
+python -m tfsp.launch --task=horses --method=dvn --data_dir="$DATA" --mode=evaluate --set epochs=770 \
+  --set train_refine.step_size=10.0 --set train_refine.normalize=true --set test_refine.steps=30 \
+  --set test_refine.decay=0.1 --step_curve=30 --verbose=2 --model_dir="$RUNS/horses-dvn-10k" --results_suffix=-10k-decay

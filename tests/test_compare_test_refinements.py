@@ -1,0 +1,38 @@
+"""launch/compare_test_refinements.py on a tiny trained DVN: each variant's validation metrics and
+the chosen one in a results JSON that records its command."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tfsp import config as config_lib
+from tfsp import experiment
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_compares_refinements_on_validation_and_records_the_choice(tmp_path):
+    from test_images_data import _horse_tree
+
+    _horse_tree(tmp_path / "data", n=6)
+    config = config_lib.resolve("horses", "dvn", {
+        "data": {"data_dir": str(tmp_path / "data"), "split_sizes": [2, 2, 2], "crop_grid": 2},
+        "value_net": {"filters": [4, 4, 4], "dense": [8, 8]}, "updates": 1, "validation_every": 1,
+        "test_refine": {"steps": 2}})
+    run_dir = tmp_path / "runs" / "horses-dvn"
+    experiment.run(config, str(run_dir), None, verbose=0)
+    output = tmp_path / "compare.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "launch" / "compare_test_refinements.py"), f"--model_dir={run_dir}",
+         f"--output={output}", "--variant=as_trained={}", '--variant=decay={"steps":3,"decay":0.5}'],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(output.read_text())
+    assert record["split"] == "validation" and record["primary_metric"] == "mean_iou"
+    assert set(record["variants"]) == {"as_trained", "decay"}
+    assert record["variants"]["decay"]["fields"] == {"steps": 3, "decay": 0.5}
+    assert record["chosen"] == max(record["variants"], key=lambda n: record["variants"][n]["validation"]["mean_iou"])
+    assert record["configured_test_refine"]["steps"] == 2
+    assert "compare_test_refinements.py" in record["command"] and record["git_rev"]
