@@ -32,24 +32,17 @@ def main(argv):
     import os
     import sys
     import time
-    from pathlib import Path
 
-    from tfsp import config as config_lib
     from tfsp import evaluation, experiment, results
 
-    stored = json.loads((Path(FLAGS.model_dir) / "config.json").read_text())
-    config = config_lib.resolve(stored["task"], stored["method"], {})
-    config_lib.merge_into(config, stored, str(Path(FLAGS.model_dir) / "config.json"))
-    data_dir = FLAGS.data_dir or os.environ.get("TFSP_DATA_DIR")
-    if data_dir:
-        config.data.data_dir = data_dir
     variants = {}
     for text in FLAGS.variant:
         name, sep, fields = text.partition("=")
         if not sep:
             raise app.UsageError(f"--variant {text!r}: expected name=JSON")
         variants[name] = json.loads(fields)
-    data, model = experiment.restore(config, FLAGS.model_dir)
+    data_dir = FLAGS.data_dir or os.environ.get("TFSP_DATA_DIR")
+    config, data, model = experiment.restore_stored(FLAGS.model_dir, data_dir)
     if data.validation is None:
         raise app.UsageError(f"{config.task} has no validation split to compare refinements on")
     configured = model.test_refine

@@ -303,6 +303,18 @@ def restore(config: ExperimentConfig, model_dir: str):
     return data, model
 
 
+def restore_stored(model_dir: str, data_dir: Optional[str] = None):
+    """(config, data, model) of a finished run, with the configuration its model dir stores
+    (config.json, of any tfsp version); `data_dir`, if given, replaces the stored data folder."""
+    from tfsp.stored_config import config_from_dict
+
+    path = Path(model_dir) / CONFIG_FILE
+    config = config_from_dict(json.loads(path.read_text()), str(path))
+    if data_dir:
+        config.data.data_dir = data_dir
+    return (config, *restore(config, model_dir))
+
+
 def evaluate_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
                    step_curve_steps: int = 0, verbose=0, overwrite_results: bool = False,
                    command: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

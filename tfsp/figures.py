@@ -12,7 +12,6 @@ Each run directory must hold a finished run (its config.json and final weights).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -33,18 +32,6 @@ def _define_flags():
     flags.DEFINE_string("output", None, "PNG file to write.")
 
 
-def _load_run(model_dir, data_dir):
-    from tfsp.stored_config import config_from_dict
-    from tfsp import experiment
-
-    with open(Path(model_dir) / "config.json") as f:
-        saved = json.load(f)
-    config = config_from_dict(saved, str(Path(model_dir) / "config.json"))
-    if data_dir:
-        config.data.data_dir = data_dir
-    return experiment.restore(config, model_dir)
-
-
 def render_grid(runs, output, steps=(0, 5, 10, 30), examples: int = 6, data_dir=None) -> str:
     """Draws the grid for runs [(label, model_dir), ...] (the last one along its refinement) to
     the PNG `output`, written atomically; returns output."""
@@ -53,6 +40,7 @@ def render_grid(runs, output, steps=(0, 5, 10, 30), examples: int = 6, data_dir=
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from tfsp import experiment
     from tfsp.summaries import colour
 
     steps = [int(s) for s in steps]
@@ -63,7 +51,7 @@ def render_grid(runs, output, steps=(0, 5, 10, 30), examples: int = 6, data_dir=
     columns, titles = [], []
     images = truths = None
     for i, (label, model_dir) in enumerate(runs):
-        data, model = _load_run(model_dir, data_dir)
+        _, data, model = experiment.restore_stored(model_dir, data_dir)
         x, y = next(iter(data.test.unbatch().batch(examples)))
         if images is None:
             images, truths = x.numpy(), y.numpy()

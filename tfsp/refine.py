@@ -132,8 +132,9 @@ def ascent_step(y, gradient, config: RefineConfig, step_size=None):
     return project(y + (config.step_size if step_size is None else step_size) * gradient, config.projection)
 
 
-def _per_example(mask, like):
-    return tf.reshape(mask, [-1] + [1] * (like.shape.rank - 1))
+def per_example(values, like):
+    """values [B] shaped to broadcast against `like` [B, ...] (one value per example)."""
+    return tf.reshape(values, [-1] + [1] * (like.shape.rank - 1))
 
 
 def refine(value_fn: ValueFn, y0: tf.Tensor, config: RefineConfig,
@@ -183,7 +184,7 @@ def refine(value_fn: ValueFn, y0: tf.Tensor, config: RefineConfig,
         step_size = config.step_size / (1.0 + config.decay * t) if config.decay else config.step_size
         if config.best_iterate:
             better = tf.cast(values, tf.float32) > s["best_value"]
-            s["best_y"] = tf.where(_per_example(better, y), y, s["best_y"])
+            s["best_y"] = tf.where(per_example(better, y), y, s["best_y"])
             s["best_value"] = tf.where(better, tf.cast(values, tf.float32), s["best_value"])
         if config.adam:
             b1, b2 = config.adam_beta_1, config.adam_beta_2
@@ -207,7 +208,7 @@ def refine(value_fn: ValueFn, y0: tf.Tensor, config: RefineConfig,
     values = value_fn(y)
     if config.best_iterate:
         better = tf.cast(values, tf.float32) > state["best_value"]
-        y = tf.where(_per_example(better, y), y, state["best_y"])
+        y = tf.where(per_example(better, y), y, state["best_y"])
         values = tf.where(better, values, tf.cast(state["best_value"], values.dtype))
     if trajectory is not None:
         trajectory = state["trajectory"]

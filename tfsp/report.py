@@ -254,12 +254,11 @@ class _Groups:
 
     def differing(self, task: str, method: str, signature) -> str:
         """The settings of `signature` that differ from the task file's default, as k=v."""
-        default = dict(self.defaults.get((task, method)) or
-                       _signature({"task": task, "method": method}))  # no task file: the code's defaults
+        code_default = dict(_signature({"task": task, "method": method}))
+        default = dict(self.defaults.get((task, method)) or code_default)  # no task file: the code's
         # Signatures hold every config field (defaults filled in) but those another setting
         # makes unused (_unused_fields); one the default lacks shows where it differs from
         # the code's default.
-        code_default = dict(_signature({"task": task, "method": method}))
         return ", ".join(f"{k}={_setting(v)}" for k, v in signature
                          if v != default.get(k, code_default.get(k)))
 

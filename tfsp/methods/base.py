@@ -164,7 +164,11 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
         Methods with a value network `self.value_net` ascend the mean of its sigmoid scores."""
         if not self.refines:
             return None
-        value_map = self.value_map(self.value_net.precompute(x, training=training), training=training)
+        return self.value_from(self.value_net.precompute(x, training=training), training=training)
+
+    def value_from(self, context, training=False):
+        """value_of for an x whose precompute(x) is `context`: the per-example mean of value_map."""
+        value_map = self.value_map(context, training=training)
         return lambda y: per_example_mean(value_map(y))
 
     def value_map(self, context, training=False):

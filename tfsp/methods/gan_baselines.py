@@ -54,7 +54,7 @@ from tfsp.methods.registry import register
 from tfsp.methods.replicas import per_example_mean
 from tfsp.methods.spen import EnergyValue
 from tfsp.networks import ValueNetwork
-from tfsp.refine import value_and_gradient
+from tfsp.refine import per_example, value_and_gradient
 
 
 @dataclasses.dataclass
@@ -153,9 +153,9 @@ class AdversarialBaseline(WithInferenceNetwork):
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
         return d_loss, terms
 
-    def update_generator(self, x, y_true, batch):
-        """One update of G on cross-entropy + λ_g·adversarial loss with D fixed; returns the three."""
-        context = self.value_net.precompute(x)
+    def update_generator(self, x, y_true, batch, context):
+        """One update of G on cross-entropy + λ_g·adversarial loss with D fixed (`context`: D's
+        precompute(x)); returns the three."""
         with tf.GradientTape() as tape:
             logits = self.inference_net(x, training=True)
             cross_entropy = batch.mean(self.spec.cross_entropy(y_true, logits))
@@ -173,8 +173,9 @@ class AdversarialBaseline(WithInferenceNetwork):
         batch = self.global_batch(x)
         y_fake = self.generate_samples(x, y_true)["inference_net"]
         d_loss, d_terms = self.update_discriminator(x, y_true, y_fake, batch)
-        g_loss, g_cross_entropy, g_adversarial = self.update_generator(x, y_true, batch)
-        value_fn = self.value_of(x)  # D's value as refinement ascends it, after D's update
+        context = self.value_net.precompute(x)  # of the updated D, which G's update leaves fixed
+        g_loss, g_cross_entropy, g_adversarial = self.update_generator(x, y_true, batch, context)
+        value_fn = self.value_from(context)  # D's value as refinement ascends it
         self.track(loss=d_loss + g_loss, d_loss=d_loss, g_loss=g_loss, g_cross_entropy=g_cross_entropy,
                    g_adversarial=g_adversarial, value_ground_truth=batch.mean(value_fn(y_true)),
                    value_inference_net=batch.mean(value_fn(y_fake)),
@@ -221,7 +222,7 @@ class WGANGP(EnergyValue, AdversarialBaseline):
 
     def discriminator_losses(self, score_fn, y_true, y_fake):
         critic_fn = lambda y: per_example_mean(score_fn(y))  # noqa: E731 -- C(x, y), one per example
-        epsilon = tf.reshape(self.uniform([tf.shape(y_true)[0]]), [-1] + [1] * (y_true.shape.rank - 1))
+        epsilon = per_example(self.uniform([tf.shape(y_true)[0]]), y_true)
         interpolates = epsilon * y_true + (1.0 - epsilon) * y_fake  # inside the feasible set (convex)
         return {"real": -critic_fn(y_true), "fake": critic_fn(y_fake),
                 "gradient_penalty": gradient_penalty(critic_fn, interpolates)}

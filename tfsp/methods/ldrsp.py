@@ -174,8 +174,8 @@ class LDRSP(WithInferenceNetwork):
         oracle = self.spec.oracle_fn
         logits = tf.stop_gradient(self.inference_net(x, training=False))
         y_g = self.spec.output_probabilities(logits)
-        value_map = self.value_map(self.value_net.precompute(x))
-        value_fn = lambda y: per_example_mean(value_map(y))  # noqa: E731
+        context = self.value_net.precompute(x)
+        value_map, value_fn = self.value_map(context), self.value_from(context)
         samples = {"inference_net": y_g}
         if self.noisy_weight:
             samples["noisy_inference_net"] = self.spec.output_probabilities(

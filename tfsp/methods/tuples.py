@@ -10,7 +10,7 @@ from typing import ClassVar, Dict
 import tensorflow as tf
 
 from tfsp.config import POSITIVE, PROBABILITY, at_least
-from tfsp.refine import RefineConfig, refine
+from tfsp.refine import RefineConfig, per_example, refine
 
 
 @dataclasses.dataclass
@@ -57,7 +57,7 @@ def checked_sample_weights(weights, valid, method: str) -> Dict[str, float]:
 def starts_from_ground_truth(model, y_true, y_start, fraction: float):
     """Per example, y* with probability `fraction` (drawn from model's sampling stream), else y_start."""
     from_truth = model.uniform([tf.shape(y_true)[0]]) < fraction
-    return tf.where(tf.reshape(from_truth, [-1] + [1] * (y_true.shape.rank - 1)), y_true, y_start)
+    return tf.where(per_example(from_truth, y_true), y_true, y_start)
 
 
 def adversarial_samples(model, regression_loss_fn, value_fn, y_true, y_start, config: AdversarialConfig):
@@ -81,7 +81,7 @@ def stratified_samples(model, y_true):
     """
     batch = tf.shape(y_true)[0]
     strata = (tf.cast(tf.range(batch), tf.float32) + model.uniform([batch])) / tf.cast(batch, tf.float32)
-    t = tf.reshape(strata, [-1] + [1] * (y_true.shape.rank - 1))
+    t = per_example(strata, y_true)
     noise = model.uniform(tf.shape(y_true))
     if model.spec.multiclass:
         noise = noise / tf.reduce_sum(noise, axis=-1, keepdims=True)
