@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import correlated_multilabel
 from tfsp import config as config_lib
 from tfsp import evaluation, experiment, oracles
-from tfsp.methods.tuples import reference_samples
+from tfsp.methods.tuples import reference_samples, trajectory_samples
 from tfsp.spec import multilabel_spec
 
 
@@ -59,7 +59,7 @@ def method_config(method, **overrides):
     ("ldrsp", {"test_refine": {"normalize": True, "step_size": 0.2},
                "train_refine": {"normalize": True, "step_size": 0.2},
                "adversarial": {"normalize": True, "step_size": 0.2},
-               "extra_sample_weights": {"stratified": 0.5, "mismatched": 0.5}}),
+               "extra_sample_weights": {"stratified": 0.5, "mismatched": 0.5}, "trajectory_weight": 0.5}),
 ])
 def test_method_learns(method, overrides):
     spec, train, test, y = synthetic_task()
@@ -79,6 +79,8 @@ def test_method_learns(method, overrides):
         assert "inference_net_example_f1" in metrics
         assert set(history.history) >= {"d_loss", "g_loss", "d_ground_truth", "d_refined",
                                         "d_adversarial", "oracle_refined", "g_adversarial"}
+        if "trajectory_weight" in overrides:
+            assert np.isfinite(history.history["d_trajectory"]).all()
 
 
 def test_dvn_refinement_improves_its_own_value():
@@ -92,6 +94,20 @@ def test_dvn_refinement_improves_its_own_value():
     context = model.value_net.precompute(model.prepare_inputs(x))
     value = model.value_map(context)
     assert float(tf.reduce_mean(value(trajectory[-1]))) > float(tf.reduce_mean(value(trajectory[0])))
+
+
+def test_trajectory_samples_pick_one_iterate_of_each_examples_path():
+    spec, _, _, _ = synthetic_task()
+    model = experiment.build_method(method_config("ldrsp", trajectory_weight=1.0), spec, steps_per_epoch=1)
+    steps, batch = 5, 64
+    # Iterate t of example b is the constant 100·b + t, so a pick names its example and step.
+    path = tf.constant([[[100.0 * b + t] * 3 for b in range(batch)] for t in range(steps + 1)])
+    picked = trajectory_samples(model, path).numpy()
+    assert picked.shape == (batch, 3)
+    assert (picked == picked[:, :1]).all()
+    example, step = np.divmod(picked[:, 0].astype(int), 100)
+    np.testing.assert_array_equal(example, np.arange(batch))
+    assert set(step) <= set(range(steps + 1)) and len(set(step)) > 3  # drawn, not fixed
 
 
 def test_reference_samples_are_made_from_the_ground_truth_alone():

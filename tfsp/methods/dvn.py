@@ -21,7 +21,8 @@ import tensorflow as tf
 from tfsp.config import PROBABILITY, OptimizerConfig, at_least, each
 from tfsp.methods.base import StructuredModel
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
-                                 checked_sample_weights, reference_samples, starts_from_ground_truth)
+                                 checked_sample_weights, reference_samples, starts_from_ground_truth,
+                                 trajectory_samples)
 from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
@@ -93,12 +94,7 @@ class DVN(StructuredModel):
             if "inference" in self.sample_weights:
                 samples["inference"] = tf.stop_gradient(result.y)
             if with_path:
-                batch = tf.shape(x)[0]
-                pick = tf.minimum(tf.cast(self.uniform([batch]) * (self.train_refine.steps + 1), tf.int32),
-                                  self.train_refine.steps)
-                # trajectory is [T + 1, B, ...]: iterate pick[b] of example b.
-                samples["trajectory"] = tf.stop_gradient(
-                    tf.gather_nd(result.trajectory, tf.stack([pick, tf.range(batch)], axis=1)))
+                samples["trajectory"] = trajectory_samples(self, result.trajectory)
         if "adversarial" in self.sample_weights:
             def regression_loss(y):
                 target = tf.stop_gradient(self.spec.oracle_fn(y, y_true))

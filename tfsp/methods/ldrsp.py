@@ -7,6 +7,8 @@ D (sigmoid head) is regressed, with weights from LDRSP Eq. 10 / ALEN Eq. 6a-6c, 
   v*(G(x))   on G's outputs,
   v*(ŷ)      on refined samples ŷ (normalized ascent on D from G(x))  [λ_v],
   v*(ỹ)      on adversarial samples ỹ (ascent on D's loss)            [β_v],
+  v*(y_t)    optionally on an iterate y_t drawn uniformly from that refinement's path
+             (`trajectory_weight`), as DVN's trajectory tuples, which the papers do not use,
   v*(y)      optionally on tuples made from y* (`extra_sample_weights`: stratified
              interpolations to noise, another example's y*), which the papers do not use;
 G is trained on cross-entropy plus λ_g·½(D(x, G(x)) − 1)² (LDRSP Eq. 6, ALEN Eq. 11).
@@ -45,7 +47,7 @@ from tfsp.config import at_least, each
 from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings
 from tfsp.methods.replicas import per_example_mean
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
-                                 checked_sample_weights, reference_samples)
+                                 checked_sample_weights, reference_samples, trajectory_samples)
 from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
@@ -74,6 +76,8 @@ class LDRSPSettings(WithInferenceNetworkSettings):
     """λ_v: weight of refined samples in D's loss."""
     adversarial_weight: float = 1.0
     """β_v: weight of adversarial samples in D's loss."""
+    trajectory_weight: float = 0.0
+    """Weight of an iterate drawn uniformly (per example) from train_refine's path from G(x)."""
     g_pretrain_updates: int = 0
     """Schedule: first this many updates train G on cross-entropy alone."""
     d_warmup_updates: int = 0
@@ -87,7 +91,7 @@ class LDRSPSettings(WithInferenceNetworkSettings):
 
     RANGES: ClassVar = {"generator_adversarial_weight": at_least(0), "task_loss_weight": at_least(0),
                         "inference_weight": at_least(0),
-                        "adversarial_weight": at_least(0), "g_pretrain_updates": at_least(0),
+                        "adversarial_weight": at_least(0), "trajectory_weight": at_least(0), "g_pretrain_updates": at_least(0),
                         "d_warmup_updates": at_least(0), "noisy_weight": at_least(0), "noise_std": at_least(0),
                         "extra_sample_weights": each(at_least(0))}
 
@@ -134,6 +138,7 @@ class LDRSP(WithInferenceNetwork):
         self.task_loss_weight = float(settings.task_loss_weight)
         self.inference_weight = float(settings.inference_weight)
         self.adversarial_weight = float(settings.adversarial_weight)
+        self.trajectory_weight = float(settings.trajectory_weight)
         extra = checked_sample_weights(settings.extra_sample_weights, EXTRA_SAMPLE_KINDS, "LDRSP extra")
         self.extra_sample_weights = extra
         self.noisy_weight, self.noise_std = float(settings.noisy_weight), float(settings.noise_std)
@@ -145,6 +150,8 @@ class LDRSP(WithInferenceNetwork):
             names += ["d_refined", "oracle_refined"]
         if self.adversarial_weight:
             names += ["d_adversarial", "oracle_adversarial"]
+        if self.trajectory_weight:
+            names += ["d_trajectory", "oracle_trajectory"]
         names += [f"{prefix}_{kind}" for kind in extra for prefix in ("d", "oracle")]
         if self.noisy_weight:
             names += ["d_noisy_inference_net", "oracle_noisy_inference_net"]
@@ -180,8 +187,12 @@ class LDRSP(WithInferenceNetwork):
         if self.noisy_weight:
             samples["noisy_inference_net"] = self.spec.output_probabilities(
                 logits + self.noise_std * self.sampling_rng.normal(tf.shape(logits)))
-        if self.inference_weight:
-            samples["refined"] = tf.stop_gradient(refine(value_fn, y_g, self.train_refine).y)
+        if self.inference_weight or self.trajectory_weight:
+            result = refine(value_fn, y_g, self.train_refine, return_trajectory=bool(self.trajectory_weight))
+            if self.inference_weight:
+                samples["refined"] = tf.stop_gradient(result.y)
+            if self.trajectory_weight:
+                samples["trajectory"] = trajectory_samples(self, result.trajectory)
         if self.adversarial_weight:
             def regression_loss(y):
                 target = tf.stop_gradient(oracle(y, y_true))
@@ -214,7 +225,8 @@ class LDRSP(WithInferenceNetwork):
 
         # D: least-squares regression to 1 on y* and to v* on the samples.
         weights = {"inference_net": 1.0, "refined": self.inference_weight,
-                   "adversarial": self.adversarial_weight, "noisy_inference_net": self.noisy_weight,
+                   "adversarial": self.adversarial_weight, "trajectory": self.trajectory_weight,
+                   "noisy_inference_net": self.noisy_weight,
                    **self.extra_sample_weights}
         with tf.GradientTape() as tape:
             d = self.value_map(self.value_net.precompute(x, training=True), training=True)

@@ -60,6 +60,14 @@ def starts_from_ground_truth(model, y_true, y_start, fraction: float):
     return tf.where(per_example(from_truth, y_true), y_true, y_start)
 
 
+def trajectory_samples(model, trajectory):
+    """Per example b, iterate pick[b] (uniform over y_0 .. y_T) of a refinement path of shape
+    [T + 1, B, ...], so D is also fitted where ascent passes, not only where it ends."""
+    iterates, batch = tf.shape(trajectory)[0], tf.shape(trajectory)[1]
+    pick = tf.minimum(tf.cast(model.uniform([batch]) * tf.cast(iterates, tf.float32), tf.int32), iterates - 1)
+    return tf.stop_gradient(tf.gather_nd(trajectory, tf.stack([pick, tf.range(batch)], axis=1)))
+
+
 def adversarial_samples(model, regression_loss_fn, value_fn, y_true, y_start, config: AdversarialConfig):
     """For `model` (a StructuredModel: its sampling stream and task), tuples that the value network currently scores worst: ascend its loss from y* or y_start.
 
