@@ -346,3 +346,22 @@ def test_launcher_records_a_rerunnable_command_and_warns_of_a_dirty_tree(tiny_mu
                   f"--model_dir={tmp_path / 'runs' / 'mlc-feedforward'}", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "warning" not in proc.stdout
+
+
+def test_settings_another_setting_makes_unused_do_not_tell_runs_apart():
+    """epochs under an updates budget, and DVN's train_refine when it trains with test_refine,
+    change nothing a run did: a model dir's check ignores them when both configurations leave
+    them unused, and names them otherwise."""
+    from tfsp.stored_config import config_differences
+
+    def dvn(**overrides):
+        return config_lib.resolve("mlc", "dvn", config_lib.deep_update({"epochs": 5}, overrides))
+
+    budgeted = dict(updates=100, train_with_test_refine=True)
+    stored = dvn(**budgeted).to_dict()
+    assert config_differences(stored, dvn(**budgeted, epochs=7, train_refine={"steps": 3})) == []
+    names = {name for name, _, _ in config_differences(stored, dvn(updates=100, epochs=7,
+                                                                   train_refine={"steps": 3}))}
+    assert names == {"train_with_test_refine", "train_refine.steps"}
+    names = {name for name, _, _ in config_differences(dvn().to_dict(), dvn(epochs=7))}
+    assert names == {"epochs"}

@@ -106,12 +106,12 @@ IGNORED_FIELDS = ("seed", "data.data_dir", "data.arff", "data.xml", "data.eval_b
 
 
 def _unused_fields(flat: Dict) -> tuple:
-    """Fields another setting makes unused, so that they do not tell configurations apart: the
-    epochs of a run budgeted in updates, and DVN's train_refine when it trains with test_refine."""
-    unused = ["epochs"] if flat.get("updates") else []
-    if flat.get("train_with_test_refine"):
-        unused += [k for k in flat if k.startswith("train_refine.")]
-    return tuple(unused)
+    """The fields of `flat` (by setting name) that another setting makes unused
+    (stored_config.unused_settings), so that they do not tell configurations apart."""
+    from tfsp.stored_config import named_by, unused_settings
+
+    prefixes = unused_settings(flat.get)
+    return tuple(k for k in flat if named_by(k, prefixes))
 
 
 def _signature(config: Dict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from tfsp.config import ExperimentConfig, merge_into, setting_name, settable_fields
 
@@ -82,6 +82,21 @@ def config_from_dict(stored: Dict[str, Any], origin: str) -> ExperimentConfig:
     return merge_into(ExperimentConfig(), upgrade_config_dict(stored), origin)
 
 
+def unused_settings(value_of: Callable[[str], Any]) -> Tuple[str, ...]:
+    """Setting names (or prefixes) that other settings make unused, given a lookup of a
+    setting's value by name: the epochs of a run budgeted in updates, and DVN's train_refine
+    when it trains with test_refine. Such fields do not tell two configurations apart."""
+    unused = ("epochs",) if value_of("updates") else ()
+    if value_of("train_with_test_refine"):
+        unused += ("train_refine",)
+    return unused
+
+
+def named_by(name: str, prefixes) -> bool:
+    """Whether setting `name` is one of `prefixes` or inside one (e.g. "train_refine.steps")."""
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
 def config_differences(stored: Dict[str, Any], config: ExperimentConfig,
                        may_differ=()) -> List[tuple]:
     """[(field, stored value, value in config)] for every field whose value in `config` differs
@@ -92,17 +107,17 @@ def config_differences(stored: Dict[str, Any], config: ExperimentConfig,
     named in `may_differ` (dotted paths, or a prefix such as "test_refine") are skipped."""
     stored = upgrade_config_dict(stored)
     defaults = leaf_fields(ExperimentConfig(method=config.method, algorithm=config.algorithm))
-    differences = []
+    pairs = {}  # setting name: (stored value, value in config)
     for path, value in leaf_fields(config).items():
-        name = setting_name(path)
-        if any(name == skip or name.startswith(skip + ".") for skip in may_differ):
-            continue
         node: Any = stored
         for part in path.split("."):
             node = node.get(part, defaults.get(path)) if isinstance(node, dict) else defaults.get(path)
-        if node != value:
-            differences.append((name, node, value))
-    return differences
+        pairs[setting_name(path)] = (node, value)
+    # A field unused in both configurations changes nothing the run did.
+    unused_in_both = set(unused_settings(lambda n: pairs.get(n, (None,))[0])) & set(
+        unused_settings(lambda n: pairs.get(n, (None, None))[1]))
+    return [(name, old, new) for name, (old, new) in pairs.items()
+            if old != new and not named_by(name, may_differ) and not named_by(name, unused_in_both)]
 
 
 def describe_differences(differences, stored_name: str) -> str:
