@@ -106,3 +106,9 @@ python launch/compare_test_refinements.py --model_dir="$RUNS/horses-dvn-10k" --d
 python -m tfsp.launch --task=horses --method=dvn --data_dir="$DATA" --mode=evaluate --set epochs=770 \
   --set train_refine.step_size=10.0 --set train_refine.normalize=true --set test_refine.steps=30 \
   --set test_refine.decay=0.1 --step_curve=30 --verbose=2 --model_dir="$RUNS/horses-dvn-10k" --results_suffix=-10k-decay
+
+# Seeds 1 and 2 of the DVN default (the same settings; the results file names carry the seed).
+for seed in 1 2; do
+  python -m tfsp.launch "${DVN_10K[@]}" --seed=$seed --step_curve=30 --model_dir="$RUNS/horses-dvn-10k-seed$seed" \
+    --results_suffix=-10k
+done
