@@ -61,7 +61,7 @@ def main(argv):
             y = tf.constant(rng.rand(data.batch_size, *out) > 0.5, tf.float32)
             if spec.multiclass:
                 y = tf.one_hot(tf.argmax(y, -1), out[-1])
-            step = tf.function(model.train_step)
+            step = tf.function(model.train_step, jit_compile=cfg.jit_compile)  # as fit compiles it
 
             def run():
                 for _ in range(FLAGS.updates):
@@ -70,11 +70,14 @@ def main(argv):
 
             run()  # trace
             seconds = median_seconds(run, FLAGS.repeats) / FLAGS.updates
-            rows.append({"method": method, "policy": policy, "seconds_per_update": round(seconds, 4),
-                         "batch_size": data.batch_size,
-                         "train_refine_steps": (cfg.test_refine if cfg.train_with_test_refine
-                                                else cfg.train_refine).steps,
-                         "adversarial_steps": cfg.adversarial.steps})
+            settings = cfg.settings
+            inference = (settings.test_refine if getattr(settings, "train_with_test_refine", False)
+                         else getattr(settings, "train_refine", None))
+            adversarial = getattr(settings, "adversarial", None)
+            rows.append({"method": method, "policy": policy, "jit_compile": cfg.jit_compile,
+                         "seconds_per_update": round(seconds, 4), "batch_size": data.batch_size,
+                         "train_refine_steps": inference.steps if inference else 0,
+                         "adversarial_steps": adversarial.steps if adversarial else 0})
             print(rows[-1], flush=True)
     for row in rows:
         base = [r for r in rows if r["method"] == row["method"] and r["policy"] == "float32"]
