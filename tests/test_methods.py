@@ -59,7 +59,8 @@ def method_config(method, **overrides):
     ("ldrsp", {"test_refine": {"normalize": True, "step_size": 0.2},
                "train_refine": {"normalize": True, "step_size": 0.2},
                "adversarial": {"normalize": True, "step_size": 0.2},
-               "extra_sample_weights": {"stratified": 0.5, "mismatched": 0.5}, "trajectory_weight": 0.5}),
+               "extra_sample_weights": {"stratified": 0.5, "mismatched": 0.5}, "trajectory_weight": 0.5,
+               "refine_from_zeros": 0.5}),
 ])
 def test_method_learns(method, overrides):
     spec, train, test, y = synthetic_task()

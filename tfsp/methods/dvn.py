@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfsp.config import PROBABILITY, OptimizerConfig, at_least, each
 from tfsp.methods.base import StructuredModel
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
-                                 checked_sample_weights, reference_samples, starts_from_ground_truth,
+                                 checked_sample_weights, reference_samples, mixed_starts,
                                  trajectory_samples)
 from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
@@ -88,7 +88,7 @@ class DVN(StructuredModel):
             start = zeros
             if self.inference_from_ground_truth:
                 # Refinement started at y* shows D where ascent leaves the truth (SEAL's DVN).
-                start = starts_from_ground_truth(self, y_true, zeros, self.inference_from_ground_truth)
+                start = mixed_starts(self, y_true, zeros, self.inference_from_ground_truth)
             with_path = "trajectory" in self.sample_weights
             result = refine(value_fn, start, self.train_refine, return_trajectory=with_path)
             if "inference" in self.sample_weights:

@@ -8,7 +8,9 @@ D (sigmoid head) is regressed, with weights from LDRSP Eq. 10 / ALEN Eq. 6a-6c, 
   v*(ŷ)      on refined samples ŷ (normalized ascent on D from G(x))  [λ_v],
   v*(ỹ)      on adversarial samples ỹ (ascent on D's loss)            [β_v],
   v*(y_t)    optionally on an iterate y_t drawn uniformly from that refinement's path
-             (`trajectory_weight`), as DVN's trajectory tuples, which the papers do not use,
+             (`trajectory_weight`), as DVN's trajectory tuples, which the papers do not use;
+             for a fraction of the examples (`refine_from_zeros`) that refinement starts from
+             zeros instead of G(x), as DVN's inference does,
   v*(y)      optionally on tuples made from y* (`extra_sample_weights`: stratified
              interpolations to noise, another example's y*), which the papers do not use;
 G is trained on cross-entropy plus λ_g·½(D(x, G(x)) − 1)² (LDRSP Eq. 6, ALEN Eq. 11).
@@ -43,11 +45,12 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tfsp.config import at_least, each
+from tfsp.config import PROBABILITY, at_least, each
 from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings
 from tfsp.methods.replicas import per_example_mean
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
-                                 checked_sample_weights, reference_samples, trajectory_samples)
+                                 checked_sample_weights, mixed_starts, reference_samples,
+                                 trajectory_samples)
 from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
@@ -78,6 +81,10 @@ class LDRSPSettings(WithInferenceNetworkSettings):
     """β_v: weight of adversarial samples in D's loss."""
     trajectory_weight: float = 0.0
     """Weight of an iterate drawn uniformly (per example) from train_refine's path from G(x)."""
+    refine_from_zeros: float = 0.0
+    """Fraction of the examples whose training refinement (refined and trajectory tuples) starts
+    from zeros instead of G(x), as DVN's inference does: D is then also fitted between zeros and
+    G(x), not only around G's outputs on the training images, which G fits better than new ones."""
     g_pretrain_updates: int = 0
     """Schedule: first this many updates train G on cross-entropy alone."""
     d_warmup_updates: int = 0
@@ -91,7 +98,8 @@ class LDRSPSettings(WithInferenceNetworkSettings):
 
     RANGES: ClassVar = {"generator_adversarial_weight": at_least(0), "task_loss_weight": at_least(0),
                         "inference_weight": at_least(0),
-                        "adversarial_weight": at_least(0), "trajectory_weight": at_least(0), "g_pretrain_updates": at_least(0),
+                        "adversarial_weight": at_least(0), "trajectory_weight": at_least(0),
+                        "refine_from_zeros": PROBABILITY, "g_pretrain_updates": at_least(0),
                         "d_warmup_updates": at_least(0), "noisy_weight": at_least(0), "noise_std": at_least(0),
                         "extra_sample_weights": each(at_least(0))}
 
@@ -139,6 +147,7 @@ class LDRSP(WithInferenceNetwork):
         self.inference_weight = float(settings.inference_weight)
         self.adversarial_weight = float(settings.adversarial_weight)
         self.trajectory_weight = float(settings.trajectory_weight)
+        self.refine_from_zeros = float(settings.refine_from_zeros)
         extra = checked_sample_weights(settings.extra_sample_weights, EXTRA_SAMPLE_KINDS, "LDRSP extra")
         self.extra_sample_weights = extra
         self.noisy_weight, self.noise_std = float(settings.noisy_weight), float(settings.noise_std)
@@ -188,7 +197,10 @@ class LDRSP(WithInferenceNetwork):
             samples["noisy_inference_net"] = self.spec.output_probabilities(
                 logits + self.noise_std * self.sampling_rng.normal(tf.shape(logits)))
         if self.inference_weight or self.trajectory_weight:
-            result = refine(value_fn, y_g, self.train_refine, return_trajectory=bool(self.trajectory_weight))
+            start = y_g
+            if self.refine_from_zeros:
+                start = mixed_starts(self, self.zeros_output(x), y_g, self.refine_from_zeros)
+            result = refine(value_fn, start, self.train_refine, return_trajectory=bool(self.trajectory_weight))
             if self.inference_weight:
                 samples["refined"] = tf.stop_gradient(result.y)
             if self.trajectory_weight:

@@ -54,10 +54,11 @@ def checked_sample_weights(weights, valid, method: str) -> Dict[str, float]:
     return {k: float(v) for k, v in weights.items() if v}
 
 
-def starts_from_ground_truth(model, y_true, y_start, fraction: float):
-    """Per example, y* with probability `fraction` (drawn from model's sampling stream), else y_start."""
-    from_truth = model.uniform([tf.shape(y_true)[0]]) < fraction
-    return tf.where(per_example(from_truth, y_true), y_true, y_start)
+def mixed_starts(model, alternative, y_start, fraction: float):
+    """Per example, `alternative` (e.g. y*) with probability `fraction` (drawn from model's
+    sampling stream), else y_start."""
+    chosen = model.uniform([tf.shape(alternative)[0]]) < fraction
+    return tf.where(per_example(chosen, alternative), alternative, y_start)
 
 
 def trajectory_samples(model, trajectory):
@@ -75,7 +76,7 @@ def adversarial_samples(model, regression_loss_fn, value_fn, y_true, y_start, co
     (the oracle value is treated as a constant in each step, as in DVN);
     value_fn(y) -> D's value, ascended instead when config.objective == "value".
     """
-    y0 = starts_from_ground_truth(model, y_true, y_start, config.from_ground_truth)
+    y0 = mixed_starts(model, y_true, y_start, config.from_ground_truth)
     ascent = RefineConfig(steps=config.steps, step_size=config.step_size,
                           normalize=config.normalize, projection=model.spec.projection,
                           best_iterate=config.best_iterate)
