@@ -126,3 +126,11 @@ python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 -
   --set select_refine_steps=true --set compare_crop_modes=false \
   --set validation_every=50 --set validation_crop_grid=3 --step_curve=30 --verbose=2 \
   --model_dir="$RUNS/horses-ldrsp-dvn-d" --results_suffix=-dvn-d
+
+# DVN's value net refining other runs' predictions (validation only): the FCN's output and
+# LDRSP's G(x). (Run from main with the runs' model dirs.)
+for start in horses-fcn-bf16 horses-ldrsp-dvn-d; do
+  python launch/compare_test_refinements.py --model_dir="$RUNS/horses-dvn-10k" --start_model_dir="$RUNS/$start" \
+    --data_dir="$DATA" --output="results/horses-dvn-10k-from-${start#horses-}.json" --variant='start={"steps":0}' \
+    --variant='as_trained={}' --variant='eta5={"step_size":5.0}' --variant='eta2={"step_size":2.0}'
+done

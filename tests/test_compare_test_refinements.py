@@ -36,3 +36,35 @@ def test_compares_refinements_on_validation_and_records_the_choice(tmp_path):
     assert record["chosen"] == max(record["variants"], key=lambda n: record["variants"][n]["validation"]["mean_iou"])
     assert record["configured_test_refine"]["steps"] == 2
     assert "compare_test_refinements.py" in record["command"] and record["git_rev"]
+
+
+def test_refinements_can_start_from_another_runs_prediction(tmp_path):
+    """--start_model_dir: the DVN's refinements start at an FCN's prediction, so zero steps
+    score exactly what the FCN scores."""
+    from test_images_data import _horse_tree
+
+    _horse_tree(tmp_path / "data", n=6)
+    data = {"data_dir": str(tmp_path / "data"), "split_sizes": [2, 2, 2], "crop_grid": 2}
+    runs = {}
+    for method, overrides in [("dvn", {"value_net": {"filters": [4, 4, 4], "dense": [8, 8]},
+                                       "test_refine": {"steps": 2}}),
+                              ("fcn", {"inference_net": {"filters": [4, 4, 4]}})]:
+        config = config_lib.resolve("horses", method, {"data": data, "updates": 1, "validation_every": 1,
+                                                       **overrides})
+        runs[method] = tmp_path / "runs" / f"horses-{method}"
+        experiment.run(config, str(runs[method]), None, verbose=0)
+    output = tmp_path / "compare.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "launch" / "compare_test_refinements.py"), f"--model_dir={runs['dvn']}",
+         f"--start_model_dir={runs['fcn']}", f"--output={output}", '--variant=start={"steps":0}',
+         "--variant=as_trained={}"],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(output.read_text())
+    assert record["start_model_dir"] == str(runs["fcn"])
+    _, fcn_data, fcn = experiment.restore_stored(str(runs["fcn"]))
+    from tfsp import evaluation
+
+    fcn_metrics = evaluation.evaluate(fcn, fcn_data.validation)
+    for name, value in fcn_metrics.items():
+        assert abs(record["variants"]["start"]["validation"][name] - value) < 1e-4, (name, record, fcn_metrics)
