@@ -365,3 +365,12 @@ def test_settings_another_setting_makes_unused_do_not_tell_runs_apart():
     assert names == {"train_with_test_refine", "train_refine.steps"}
     names = {name for name, _, _ in config_differences(dvn().to_dict(), dvn(epochs=7))}
     assert names == {"epochs"}
+
+
+def test_cpu_description_names_model_and_bfloat16_features(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+                       "processor\t: 1\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 avx512_bf16\n")
+    assert results.cpu_description(str(cpuinfo)) == {"cpu_model": "Test CPU",
+                                                       "bfloat16_features": ["avx512_bf16"]}
+    assert results.cpu_description(str(tmp_path / "missing")) == {}

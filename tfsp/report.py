@@ -32,7 +32,8 @@ from typing import Dict, List
 
 from absl import app, flags
 
-from tfsp.report_benchmarks import benchmark_table, epoch_benchmark_table, segmentation_benchmark_tables
+from tfsp.report_benchmarks import (benchmark_table, epoch_benchmark_table, segmentation_benchmark_tables,
+                                    updates_benchmark_tables)
 from tfsp.report_figures import (figure_links, qualitative_figures, relative, step_curve_figure,
                                  training_curves_figures)
 from tfsp.results import atomic_write_text, command_line
@@ -359,7 +360,7 @@ def results_page(records: List[Dict], results_dir: str, figures_dir: str, page_d
                  command: str = "") -> str:
     """The Markdown of the results (tables, benchmarks, figure links) for a page in page_dir."""
     benchmarks = [benchmark_table(results_dir), epoch_benchmark_table(results_dir),
-                  segmentation_benchmark_tables(results_dir)]
+                  segmentation_benchmark_tables(results_dir), updates_benchmark_tables(results_dir)]
     benchmarks = [b.strip("\n") for b in benchmarks if b.strip()]
     links = figure_links(figures_dir, page_dir)
     blocks = [f"Generated from `{relative(os.path.join(results_dir, '*.json'), page_dir)}` by `{command}`." if command else "",

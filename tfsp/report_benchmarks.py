@@ -19,7 +19,35 @@ def _read(results_dir: str, name: str):
 
 def _written_by(bench) -> str:
     """"`<command>`, load average <1, 5, 15 min>": how a benchmark's numbers were measured."""
-    return f"`{bench['command']}`, load average {bench['machine'].get('load_average_1_5_15min', '?')}"
+    machine = bench["machine"]
+    cpu = ""
+    if "cpu_model" in machine:
+        features = ", ".join(machine.get("bfloat16_features") or []) or "none"
+        cpu = f", CPU {machine['cpu_model']} (bfloat16 features: {features})"
+    return f"`{bench['command']}`, load average {machine.get('load_average_1_5_15min', '?')}{cpu}"
+
+
+def updates_benchmark_tables(results_dir: str) -> str:
+    """Seconds per training update by method and precision (launch/benchmark_updates.py), with
+    the time 10,000 updates take at that rate (training alone, no evaluation)."""
+    blocks = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "benchmark-updates-*.json"))):
+        with open(path) as f:
+            bench = json.load(f)
+        lines = ["", f"Seconds per training update, {bench['task']} ({_written_by(bench)}):", "",
+                 "| method | precision | XLA | s/update (batch) | train / adversarial steps | "
+                 "10,000 updates, min | ÷ float32 |",
+                 "|---|---|---|---|---|---|---|"]
+        for row in bench["rows"]:
+            speedup = row.get("speedup_vs_float32")
+            lines.append(
+                f"| {row['method']} | {row['policy']} | {'yes' if row.get('jit_compile') else 'no'} | "
+                f"{row['seconds_per_update']:.3f} ({row['batch_size']}) | "
+                f"{row['train_refine_steps']} / {row['adversarial_steps']} | "
+                f"{row['seconds_per_update'] * 10000 / 60:.0f} | "
+                f"{'–' if speedup is None else f'{speedup:.2f}×'} |")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
 
 
 def benchmark_table(results_dir: str) -> str:

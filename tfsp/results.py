@@ -64,12 +64,32 @@ def read_json(path) -> Dict[str, Any]:
         return json.load(f)
 
 
+BFLOAT16_CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16")
+"""CPU features that decide whether bfloat16 is faster than float32 (AMX tiles make it ~3x)."""
+
+
+def cpu_description(cpuinfo_path: str = "/proc/cpuinfo") -> Dict[str, Any]:
+    """The CPU's model name and which of BFLOAT16_CPU_FLAGS it has ({} where unreadable)."""
+    try:
+        with open(cpuinfo_path) as f:
+            text = f.read()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"cpu_model": fields.get("model name", ""),
+            "bfloat16_features": [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags]}
+
+
 def machine() -> Dict[str, Any]:
     """What the numbers were measured on: CPUs, load average (other work slows timings), versions."""
     import keras
     import tensorflow as tf
 
-    return {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(),
+    return {"cpus": os.cpu_count(), "load_average_1_5_15min": os.getloadavg(), **cpu_description(),
             "tensorflow": tf.__version__, "keras": keras.__version__}
 
 
