@@ -134,3 +134,17 @@ for start in horses-fcn-bf16 horses-ldrsp-dvn-d; do
     --data_dir="$DATA" --output="results/horses-dvn-10k-from-${start#horses-}.json" --variant='start={"steps":0}' \
     --variant='as_trained={}' --variant='eta5={"step_size":5.0}' --variant='eta2={"step_size":2.0}'
 done
+
+# The same LDRSP with half of the training refinements started from zeros instead of G(x)
+# (refine_from_zeros=0.5), so that D also learns values along the path DVN's inference takes.
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --set updates=5200 \
+  --set oracle=iou --set value_net='{"kind":"conv","filters":[64,128,128],"dense":[384,192],"dropout":0.25,"activation":"leaky_relu"}' \
+  --set d_optimizer='{"name":"adam","learning_rate":0.001,"beta_1":0.9,"clipnorm":10,"decay_epochs":[300,360]}' \
+  --set test_refine='{"steps":10,"step_size":5.0,"normalize":true}' \
+  --set train_refine='{"steps":10,"step_size":5.0,"normalize":true}' \
+  --set adversarial='{"steps":3,"step_size":5.0,"normalize":true,"from_ground_truth":0.5}' \
+  --set noisy_weight=1 --set extra_sample_weights='{"stratified":1,"mismatched":1}' --set trajectory_weight=1 \
+  --set g_pretrain_updates=1300 --set d_warmup_updates=1300 --set refine_from_zeros=0.5 \
+  --set select_refine_steps=true --set compare_crop_modes=false \
+  --set validation_every=50 --set validation_crop_grid=3 --step_curve=30 --verbose=2 \
+  --model_dir="$RUNS/horses-ldrsp-zeros" --results_suffix=-zeros
