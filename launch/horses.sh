@@ -114,18 +114,18 @@ for seed in 1 2; do
 done
 
 # LDRSP with DVN's value net (conv, IoU oracle, DVN's optimizer and tuple kinds), G pretrained
-# 1,300 updates, D warmed up 1,300, then 2,600 joint: now the task file's LDRSP default.
-python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --set updates=5200 \
-  --set oracle=iou --set value_net='{"kind":"conv","filters":[64,128,128],"dense":[384,192],"dropout":0.25,"activation":"leaky_relu"}' \
-  --set d_optimizer='{"name":"adam","learning_rate":0.001,"beta_1":0.9,"clipnorm":10,"decay_epochs":[300,360]}' \
-  --set test_refine='{"steps":10,"step_size":5.0,"normalize":true}' \
-  --set train_refine='{"steps":10,"step_size":5.0,"normalize":true}' \
-  --set adversarial='{"steps":3,"step_size":5.0,"normalize":true,"from_ground_truth":0.5}' \
-  --set noisy_weight=1 --set extra_sample_weights='{"stratified":1,"mismatched":1}' --set trajectory_weight=1 \
-  --set g_pretrain_updates=1300 --set d_warmup_updates=1300 \
-  --set select_refine_steps=true --set compare_crop_modes=false \
-  --set validation_every=50 --set validation_crop_grid=3 --step_curve=30 --verbose=2 \
-  --model_dir="$RUNS/horses-ldrsp-dvn-d" --results_suffix=-dvn-d
+# 1,300 updates, D warmed up 1,300, then 2,600 joint.
+LDRSP_DVN_D=(--task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --set updates=5200
+  --set oracle=iou --set value_net='{"kind":"conv","filters":[64,128,128],"dense":[384,192],"dropout":0.25,"activation":"leaky_relu"}'
+  --set d_optimizer='{"name":"adam","learning_rate":0.001,"beta_1":0.9,"clipnorm":10,"decay_epochs":[300,360]}'
+  --set test_refine='{"steps":10,"step_size":5.0,"normalize":true}'
+  --set train_refine='{"steps":10,"step_size":5.0,"normalize":true}'
+  --set adversarial='{"steps":3,"step_size":5.0,"normalize":true,"from_ground_truth":0.5}'
+  --set noisy_weight=1 --set extra_sample_weights='{"stratified":1,"mismatched":1}' --set trajectory_weight=1
+  --set g_pretrain_updates=1300 --set d_warmup_updates=1300
+  --set select_refine_steps=true --set compare_crop_modes=false
+  --set validation_every=50 --set validation_crop_grid=3 --step_curve=30 --verbose=2)
+python -m tfsp.launch "${LDRSP_DVN_D[@]}" --model_dir="$RUNS/horses-ldrsp-dvn-d" --results_suffix=-dvn-d
 
 # DVN's value net refining other runs' predictions (validation only): the FCN's output and
 # LDRSP's G(x). (Run from main with the runs' model dirs.)
@@ -136,15 +136,7 @@ for start in horses-fcn-bf16 horses-ldrsp-dvn-d; do
 done
 
 # The same LDRSP with half of the training refinements started from zeros instead of G(x)
-# (refine_from_zeros=0.5), so that D also learns values along the path DVN's inference takes.
-python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --set updates=5200 \
-  --set oracle=iou --set value_net='{"kind":"conv","filters":[64,128,128],"dense":[384,192],"dropout":0.25,"activation":"leaky_relu"}' \
-  --set d_optimizer='{"name":"adam","learning_rate":0.001,"beta_1":0.9,"clipnorm":10,"decay_epochs":[300,360]}' \
-  --set test_refine='{"steps":10,"step_size":5.0,"normalize":true}' \
-  --set train_refine='{"steps":10,"step_size":5.0,"normalize":true}' \
-  --set adversarial='{"steps":3,"step_size":5.0,"normalize":true,"from_ground_truth":0.5}' \
-  --set noisy_weight=1 --set extra_sample_weights='{"stratified":1,"mismatched":1}' --set trajectory_weight=1 \
-  --set g_pretrain_updates=1300 --set d_warmup_updates=1300 --set refine_from_zeros=0.5 \
-  --set select_refine_steps=true --set compare_crop_modes=false \
-  --set validation_every=50 --set validation_crop_grid=3 --step_curve=30 --verbose=2 \
+# (refine_from_zeros=0.5), so that D also learns values along the path DVN's inference takes:
+# now the task file's LDRSP default.
+python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=0.5 \
   --model_dir="$RUNS/horses-ldrsp-zeros" --results_suffix=-zeros
