@@ -136,7 +136,9 @@ for start in horses-fcn-bf16 horses-ldrsp-dvn-d; do
 done
 
 # The same LDRSP with half of the training refinements started from zeros instead of G(x)
-# (refine_from_zeros=0.5), so that D also learns values along the path DVN's inference takes:
-# now the task file's LDRSP default.
+# (refine_from_zeros=0.5), so that D also learns values along the path DVN's inference takes,
+# and with all of them from zeros (refine_from_zeros=1.0: now the task file's LDRSP default).
 python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=0.5 \
   --model_dir="$RUNS/horses-ldrsp-zeros" --results_suffix=-zeros
+python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=1.0 \
+  --model_dir="$RUNS/horses-ldrsp-zeros1" --results_suffix=-zeros1
