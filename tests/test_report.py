@@ -218,7 +218,6 @@ def test_segmentation_benchmark_table(tmp_path):
     assert "| ldrsp (average) | 36 × 24² | 100 | 30 × 4 | 2.00 | 1.50 | 20.00 | 10.0× |" in table
 
 
-
 def test_updates_benchmark_table_names_cpu_and_projects_10k_updates(tmp_path):
     rows = [{"method": "dvn", "policy": "float32", "jit_compile": False, "seconds_per_update": 0.3,
              "batch_size": 16, "train_refine_steps": 10, "adversarial_steps": 3},
@@ -234,6 +233,7 @@ def test_updates_benchmark_table_names_cpu_and_projects_10k_updates(tmp_path):
     assert "| dvn | mixed_bfloat16 | no | 0.150 (16) | 10 / 3 | 25 | 2.00× |" in table
     # The refinement-benchmark tables skip this file.
     assert report_benchmarks.segmentation_benchmark_tables(str(tmp_path)) == ""
+
 
 def test_published_entry_without_source_is_an_error_naming_the_file(toy_task):
     content = {**TOY_TASK, "_path": str(toy_task / "toy.json"), "published": {"dvn": {"example_f1": 41.0}}}

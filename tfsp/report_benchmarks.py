@@ -17,6 +17,13 @@ def _read(results_dir: str, name: str):
         return json.load(f)
 
 
+def _read_all(results_dir: str, pattern: str):
+    """The benchmark records results_dir/<pattern>, in name order."""
+    for path in sorted(glob.glob(os.path.join(results_dir, pattern))):
+        with open(path) as f:
+            yield json.load(f)
+
+
 def _written_by(bench) -> str:
     """"`<command>`, load average <1, 5, 15 min>": how a benchmark's numbers were measured."""
     machine = bench["machine"]
@@ -31,9 +38,7 @@ def updates_benchmark_tables(results_dir: str) -> str:
     """Seconds per training update by method and precision (launch/benchmark_updates.py), with
     the time 10,000 updates take at that rate (training alone, no evaluation)."""
     blocks = []
-    for path in sorted(glob.glob(os.path.join(results_dir, "benchmark-updates-*.json"))):
-        with open(path) as f:
-            bench = json.load(f)
+    for bench in _read_all(results_dir, "benchmark-updates-*.json"):
         lines = ["", f"Seconds per training update, {bench['task']} ({_written_by(bench)}):", "",
                  "| method | precision | XLA | s/update (batch) | train / adversarial steps | "
                  "10,000 updates, min | ÷ float32 |",
@@ -70,9 +75,7 @@ def benchmark_table(results_dir: str) -> str:
 def segmentation_benchmark_tables(results_dir: str) -> str:
     """One table per launch/benchmark_segmentation.py output (benchmark-<task>.json)."""
     blocks = []
-    for path in sorted(glob.glob(os.path.join(results_dir, "benchmark-*.json"))):
-        with open(path) as f:
-            bench = json.load(f)
+    for bench in _read_all(results_dir, "benchmark-*.json"):
         rows = bench.get("refinement", [])
         if not rows or "crops_per_image" not in rows[0]:
             continue  # the Bibtex benchmark has its own table
