@@ -1,6 +1,7 @@
 """Shared fixtures: tiny synthetic data, made by the tests, never read from ../shared."""
 
 import os
+import subprocess
 
 # Quiet TF's C++ start-up logs in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,6 +47,24 @@ def write_arff(path, features, labels, labels_first=False, sparse=True, relation
     xml.write_text('<?xml version="1.0" encoding="utf-8"?>\n<labels xmlns="http://mulan.sourceforge.net/labels">\n'
                    + "\n".join(f'<label name="label{j}"></label>' for j in range(l)) + "\n</labels>\n")
     return path, xml
+
+
+def run_concurrently(commands, timeout=600, **popen_args):
+    """subprocess.run for several commands at once: each result a CompletedProcess, in order.
+    A test process spends most of its seconds importing TensorFlow and tracing, one core each,
+    so on CI's two cores two launcher processes take about as long as one."""
+    started = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_args)
+               for command in commands]
+    finished = []
+    try:
+        for command, process in zip(commands, started):
+            out, err = process.communicate(timeout=timeout)
+            finished.append(subprocess.CompletedProcess(command, process.returncode, out, err))
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+    return finished
 
 
 @pytest.fixture

@@ -7,22 +7,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tfsp import config as config_lib
 from tfsp import experiment
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_compares_refinements_on_validation_and_records_the_choice(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_horses(tmp_path_factory):
+    """Six synthetic horse images and a DVN trained one update on two of them (both tests
+    only read its model dir)."""
     from test_images_data import _horse_tree
 
-    _horse_tree(tmp_path / "data", n=6)
+    root = tmp_path_factory.mktemp("compare")
+    _horse_tree(root / "data", n=6)
+    data = {"data_dir": str(root / "data"), "split_sizes": [2, 2, 2], "crop_grid": 2}
     config = config_lib.resolve("horses", "dvn", {
-        "data": {"data_dir": str(tmp_path / "data"), "split_sizes": [2, 2, 2], "crop_grid": 2},
-        "value_net": {"filters": [4, 4, 4], "dense": [8, 8]}, "updates": 1, "validation_every": 1,
+        "data": data, "value_net": {"filters": [4, 4, 4], "dense": [8, 8]}, "updates": 1, "validation_every": 1,
         "test_refine": {"steps": 2}})
-    run_dir = tmp_path / "runs" / "horses-dvn"
+    run_dir = root / "runs" / "horses-dvn"
     experiment.run(config, str(run_dir), None, verbose=0)
+    return data, run_dir
+
+
+def test_compares_refinements_on_validation_and_records_the_choice(tiny_horses, tmp_path):
+    _, run_dir = tiny_horses
     output = tmp_path / "compare.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "launch" / "compare_test_refinements.py"), f"--model_dir={run_dir}",
@@ -38,21 +49,14 @@ def test_compares_refinements_on_validation_and_records_the_choice(tmp_path):
     assert "compare_test_refinements.py" in record["command"] and record["git_rev"]
 
 
-def test_refinements_can_start_from_another_runs_prediction(tmp_path):
+def test_refinements_can_start_from_another_runs_prediction(tiny_horses, tmp_path):
     """--start_model_dir: the DVN's refinements start at an FCN's prediction, so zero steps
     score exactly what the FCN scores."""
-    from test_images_data import _horse_tree
-
-    _horse_tree(tmp_path / "data", n=6)
-    data = {"data_dir": str(tmp_path / "data"), "split_sizes": [2, 2, 2], "crop_grid": 2}
-    runs = {}
-    for method, overrides in [("dvn", {"value_net": {"filters": [4, 4, 4], "dense": [8, 8]},
-                                       "test_refine": {"steps": 2}}),
-                              ("fcn", {"inference_net": {"filters": [4, 4, 4]}})]:
-        config = config_lib.resolve("horses", method, {"data": data, "updates": 1, "validation_every": 1,
-                                                       **overrides})
-        runs[method] = tmp_path / "runs" / f"horses-{method}"
-        experiment.run(config, str(runs[method]), None, verbose=0)
+    data, dvn_dir = tiny_horses
+    runs = {"dvn": dvn_dir, "fcn": tmp_path / "runs" / "horses-fcn"}
+    config = config_lib.resolve("horses", "fcn", {"data": data, "updates": 1, "validation_every": 1,
+                                                  "inference_net": {"filters": [4, 4, 4]}})
+    experiment.run(config, str(runs["fcn"]), None, verbose=0)
     output = tmp_path / "compare.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "launch" / "compare_test_refinements.py"), f"--model_dir={runs['dvn']}",

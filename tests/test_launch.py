@@ -69,10 +69,13 @@ def test_launch_end_to_end_on_tiny_arff(tiny_mulan, tmp_path):
 
 
 def test_unknown_task_and_method_list_valid_ones(tmp_path):
-    proc = launch("--task=nope", cwd=tmp_path)
-    assert proc.returncode != 0 and "bibtex" in proc.stderr
-    proc = launch("--task=bibtex", "--method=nope", cwd=tmp_path)
-    assert proc.returncode != 0 and "ldrsp" in proc.stderr and "dvn" in proc.stderr
+    from conftest import run_concurrently
+
+    task, method = run_concurrently([[sys.executable, "-m", "tfsp.launch", *args]
+                                     for args in (["--task=nope"], ["--task=bibtex", "--method=nope"])],
+                                    timeout=300, cwd=tmp_path, env=ENV)
+    assert task.returncode != 0 and "bibtex" in task.stderr
+    assert method.returncode != 0 and "ldrsp" in method.stderr and "dvn" in method.stderr
 
 
 def test_missing_data_names_the_files(tmp_path):

@@ -179,17 +179,48 @@ def test_every_shipped_task_and_method_is_valid():
             config_lib.validate(config_lib.resolve(task, method))
 
 
-@pytest.mark.parametrize("flag,named", [
+BAD_FLAGS = [
     ("--epochs=-3", "epochs=-3 (must be >= 1)"),
     ("--refine_steps=-1", "test_refine.steps=-1 (must be >= 0)"),
-])
-def test_launcher_rejects_bad_values_before_writing_anything(tiny_mulan, tmp_path, flag, named):
-    arff, xml = tiny_mulan
-    proc = launch("--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}", flag,
-                  f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}", cwd=tmp_path)
+]
+BAD_ASSIGNMENTS = [
+    ("d_optimizer.learning_rate=fast", "d_optimizer.learning_rate: expected a number, got 'fast'"),
+    ("data.batch_size=abc", "data.batch_size: expected an integer, got 'abc'"),
+    ("inference_net.hidden=300", "inference_net.hidden: expected a list of integers, e.g. [150], got 300"),
+    ("data.validation_fraction=2", "data.validation_fraction=2.0 (must be in [0, 1))"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_value_launches(tmp_path_factory):
+    """{flag or assignment: (finished launcher process, its folder)} for every bad value below,
+    launched all at once (each costs a TensorFlow import, nothing else)."""
+    from conftest import correlated_multilabel, run_concurrently, write_arff
+
+    root = tmp_path_factory.mktemp("bad_values")
+    arff, xml = write_arff(root / "tiny.arff", *correlated_multilabel(n=300, num_features=12, num_labels=6))
+    cases = {}
+    for i, (flag, _) in enumerate(BAD_FLAGS):
+        folder = root / f"flag{i}"
+        folder.mkdir()
+        cases[flag] = (folder, ["--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}", flag,
+                                f"--model_dir={folder / 'run'}", f"--results_dir={folder / 'results'}"])
+    for i, (assignment, _) in enumerate(BAD_ASSIGNMENTS):
+        folder = root / f"assignment{i}"
+        folder.mkdir()
+        cases[assignment] = (folder, ["--task=mlc", "--set", assignment, f"--model_dir={folder / 'run'}"])
+    names = list(cases)
+    finished = run_concurrently([[sys.executable, "-m", "tfsp.launch", *cases[name][1]] for name in names],
+                                timeout=300, env=ENV, cwd=root)
+    return {name: (proc, cases[name][0]) for name, proc in zip(names, finished)}
+
+
+@pytest.mark.parametrize("flag,named", BAD_FLAGS)
+def test_launcher_rejects_bad_values_before_writing_anything(bad_value_launches, flag, named):
+    proc, folder = bad_value_launches[flag]
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: invalid configuration: {named}"
-    assert not (tmp_path / "run").exists() and not (tmp_path / "results").exists()
+    assert not (folder / "run").exists() and not (folder / "results").exists()
 
 
 # ----- item 3: every bad input a clear error ----------------------------------------------------
@@ -223,18 +254,13 @@ def test_values_of_the_right_type_are_converted():
     assert config.settings.extra_sample_weights == {"stratified": 1.0}
 
 
-@pytest.mark.parametrize("assignment,named", [
-    ("d_optimizer.learning_rate=fast", "d_optimizer.learning_rate: expected a number, got 'fast'"),
-    ("data.batch_size=abc", "data.batch_size: expected an integer, got 'abc'"),
-    ("inference_net.hidden=300", "inference_net.hidden: expected a list of integers, e.g. [150], got 300"),
-    ("data.validation_fraction=2", "data.validation_fraction=2.0 (must be in [0, 1))"),
-])
-def test_launcher_prints_one_line_error_without_usage(tmp_path, assignment, named):
-    proc = launch("--task=mlc", "--set", assignment, f"--model_dir={tmp_path / 'run'}", cwd=tmp_path)
+@pytest.mark.parametrize("assignment,named", BAD_ASSIGNMENTS)
+def test_launcher_prints_one_line_error_without_usage(bad_value_launches, assignment, named):
+    proc, folder = bad_value_launches[assignment]
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr  # one line, no help text
     assert proc.stderr.startswith("error: ") and named in proc.stderr, proc.stderr
-    assert not (tmp_path / "run").exists()
+    assert not (folder / "run").exists()
 
 
 # ----- item 2: permissions ----------------------------------------------------------------------
