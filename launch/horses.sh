@@ -114,10 +114,13 @@ for seed in 1 2; do
 done
 
 # LDRSP with DVN's value net (conv, IoU oracle, DVN's optimizer and tuple kinds), G pretrained
-# 1,300 updates, D warmed up 1,300, then 2,600 joint.
+# 1,300 updates, D warmed up 1,300, then 2,600 joint. D's rate is constant: the committed runs
+# recorded "decay_epochs":[300,360] for D, which their code applied to D's own update count
+# (3,900 in all), so it never took effect; with decay_epochs counted in run epochs, as now,
+# leaving it out reproduces them.
 LDRSP_DVN_D=(--task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --set updates=5200
   --set oracle=iou --set value_net='{"kind":"conv","filters":[64,128,128],"dense":[384,192],"dropout":0.25,"activation":"leaky_relu"}'
-  --set d_optimizer='{"name":"adam","learning_rate":0.001,"beta_1":0.9,"clipnorm":10,"decay_epochs":[300,360]}'
+  --set d_optimizer='{"name":"adam","learning_rate":0.001,"beta_1":0.9,"clipnorm":10}'
   --set test_refine='{"steps":10,"step_size":5.0,"normalize":true}'
   --set train_refine='{"steps":10,"step_size":5.0,"normalize":true}'
   --set adversarial='{"steps":3,"step_size":5.0,"normalize":true,"from_ground_truth":0.5}'

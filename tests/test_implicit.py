@@ -173,3 +173,23 @@ def test_select_on_names_the_valid_metrics(tiny_mulan, tmp_path):
                                                     "select_on": "nope"})
     with pytest.raises(ValueError, match="inference_net_example_f1"):
         experiment.run(config, str(tmp_path / "run"), None, verbose=0)
+
+
+def test_inner_steps_count_in_the_schedule_of_theta_and_not_in_pretraining():
+    """θ's optimizer takes inner_steps updates per training step, so a decay at a run epoch
+    falls at inner_steps times that many of its updates; pre-training counts training steps."""
+    spec, _, _, _ = synthetic_task()
+    config = method_config("implicit", primary_loss="ssvm", inner_steps=3, pretrain_epochs=1,
+                           g_optimizer={"learning_rate": 1e-3, "decay_epochs": [1], "decay_factor": 0.5})
+    model = experiment.build_method(config, spec, steps_per_epoch=15)
+    assert model.optimizer_updates_at("g_optimizer", 15) == 45
+    assert model.optimizer_updates_at("d_optimizer", 15) == 15
+    assert model.pretrain_steps == 15
+    model.d_optimizer.iterations.assign(14)
+    model.g_optimizer.iterations.assign(42)  # 14 steps of 3 inner updates: still pre-training
+    assert float(model.energy_weight_now()) == 0.0
+    assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-3)
+    model.d_optimizer.iterations.assign(15)
+    model.g_optimizer.iterations.assign(46)
+    assert float(model.energy_weight_now()) == model.energy_weight
+    assert float(model.g_optimizer.learning_rate) == pytest.approx(5e-4)

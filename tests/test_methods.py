@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -127,21 +128,40 @@ def test_reference_samples_are_made_from_the_ground_truth_alone():
 
 def test_ldrsp_schedule_switches_phases_at_the_configured_update_counts():
     """G alone for 20 updates, D alone for the next 25, then both: each optimizer counts
-    exactly the updates of its phases."""
+    exactly the updates of its phases, and its learning rate decays at the run's epochs
+    (decay_epochs), not at that many of its own updates."""
     spec, train, _, _ = synthetic_task()
     config = method_config("ldrsp", g_pretrain_updates=20, d_warmup_updates=25, noisy_weight=0.5,
                            test_refine={"normalize": True, "step_size": 0.2},
                            train_refine={"normalize": True, "step_size": 0.2, "steps": 2},
-                           adversarial={"normalize": True, "step_size": 0.2})
+                           adversarial={"normalize": True, "step_size": 0.2},
+                           # Run updates 45 and 30: G's 20th and D's 10th update.
+                           g_optimizer={"learning_rate": 1e-3, "decay_epochs": [3], "decay_factor": 0.5},
+                           d_optimizer={"learning_rate": 1e-3, "decay_epochs": [2], "decay_factor": 0.5})
     model = experiment.build_method(config, spec, steps_per_epoch=15)
     [schedule] = model.training_callbacks(steps_per_epoch=15)
     assert [schedule.phase_at(u) for u in (0, 19, 20, 44, 45, 1000)] == [
         "pretrain", "pretrain", "warmup", "warmup", "joint", "joint"]
-    history = model.fit(train, epochs=4, verbose=0, shuffle=False, callbacks=[schedule])  # 60 updates
+    run_updates = (0, 15, 20, 30, 44, 45, 60)
+    assert [model.optimizer_updates_at("g_optimizer", u) for u in run_updates] == [0, 15, 20, 20, 20, 20, 35]
+    assert [model.optimizer_updates_at("d_optimizer", u) for u in run_updates] == [0, 0, 0, 10, 24, 25, 40]
+
+    rates = []
+
+    class LearningRates(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            rates.append((float(model.g_optimizer.learning_rate), float(model.d_optimizer.learning_rate)))
+
+    history = model.fit(train, epochs=4, verbose=0, shuffle=False, callbacks=[schedule, LearningRates()])  # 60 updates
     assert int(model.g_optimizer.iterations.numpy()) == 20 + 15
     assert int(model.d_optimizer.iterations.numpy()) == 25 + 15
     assert model.training_phase == "joint"
     assert all(np.isfinite(history.history["d_noisy_inference_net"]))
+    # The rate each optimizer applies at run update u (counted from 0); PiecewiseConstantDecay
+    # switches after its boundary, so the update after it is the first at the lower rate.
+    g_rates, d_rates = zip(*rates)
+    assert g_rates[20] == g_rates[45] == pytest.approx(1e-3) and g_rates[46] == pytest.approx(5e-4)
+    assert d_rates[30] == pytest.approx(1e-3) and d_rates[31] == pytest.approx(5e-4)
 
 
 def test_phase_schedule_is_refused_by_a_method_without_phases():

@@ -44,10 +44,12 @@ def build_inference_network(spec: TaskSpec, config: NetworkConfig, name: str = "
     raise ValueError(f"unknown inference network kind {kind!r}; valid: ['mlp', 'fcn']")
 
 
-def build_optimizer(config: OptimizerConfig, steps_per_epoch: int):
+def build_optimizer(config: OptimizerConfig, steps_per_epoch: int, updates_at=lambda run_updates: run_updates):
+    """`updates_at(run_updates)`: the optimizer's own update count after that many training steps
+    (StructuredModel.optimizer_updates_at), to which decay_epochs, epochs of the run, are mapped."""
     learning_rate: Any = config.learning_rate
     if config.decay_epochs:
-        boundaries = [int(e * steps_per_epoch) for e in config.decay_epochs]
+        boundaries = [updates_at(int(e * steps_per_epoch)) for e in config.decay_epochs]
         values = [config.learning_rate * config.decay_factor ** i for i in range(len(boundaries) + 1)]
         learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     kwargs = {"clipnorm": config.clipnorm} if config.clipnorm else {}
@@ -99,7 +101,8 @@ def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int)
     model = method.model_class.from_settings(config.settings, MethodParts(spec, config, steps_per_epoch),
                                              spec=spec, seed=config.seed, crop_mode=config.crop_mode,
                                              name=config.method)
-    optimizers = {name: build_optimizer(settings, steps_per_epoch)
+    optimizers = {name: build_optimizer(settings, steps_per_epoch,
+                                        lambda run_updates, name=name: model.optimizer_updates_at(name, run_updates))
                   for name, settings in optimizer_settings(config.settings).items()}
     if set(optimizers) != set(model.optimizer_names):
         raise TypeError(f"{method.settings_class.__name__} has optimizers {sorted(optimizers)}, "

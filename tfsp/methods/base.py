@@ -185,6 +185,12 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
         """The method's optimizers by attribute name (`optimizer_names`)."""
         return {name: getattr(self, name) for name in self.optimizer_names}
 
+    def optimizer_updates_at(self, optimizer_name: str, run_updates: int) -> int:
+        """How many updates optimizer `optimizer_name` has applied after `run_updates` training
+        steps: a learning-rate schedule counts its optimizer's own updates, while decay_epochs
+        are epochs of the run. Equal unless the method trains its networks in phases (LDRSP)."""
+        return run_updates
+
     def build_networks(self, x) -> None:
         """Creates every network's variables from a batch of raw x: those `infer` uses, and
         those only training uses (overridden, e.g. by InfNet's cost-augmented network)."""

@@ -191,8 +191,9 @@ class ImplicitEnergy(WithInferenceNetwork):
 
     # ----- the two levels --------------------------------------------------------------------
     def energy_weight_now(self):
-        """λ, or 0 while A_θ is pre-trained on cross-entropy alone (the first `pretrain_steps`)."""
-        pretraining = self.g_optimizer.iterations < self.pretrain_steps
+        """λ, or 0 while A_θ is pre-trained on cross-entropy alone (the first `pretrain_steps`
+        training steps, counted by φ's optimizer: θ's takes inner_steps updates per step)."""
+        pretraining = self.d_optimizer.iterations < self.pretrain_steps
         return tf.where(pretraining, 0.0, self.energy_weight)
 
     def aux_loss(self, x, y_true, batch, training=False):
@@ -238,6 +239,10 @@ class ImplicitEnergy(WithInferenceNetwork):
                 tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits_a)
                 + tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(logits_truth), logits=logits_truth))
         return loss + batch.penalty(self.value_net.losses)
+
+    def optimizer_updates_at(self, optimizer_name: str, run_updates: int) -> int:
+        """θ's optimizer takes inner_steps updates per training step."""
+        return run_updates * (self.inner_steps if optimizer_name == "g_optimizer" else 1)
 
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)

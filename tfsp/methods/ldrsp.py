@@ -180,6 +180,13 @@ class LDRSP(WithInferenceNetwork):
         return [PhaseSchedule([(0, "pretrain"), (self.g_pretrain_updates, "warmup"), (first_joint, "joint")],
                               steps_per_epoch)]
 
+    def optimizer_updates_at(self, optimizer_name: str, run_updates: int) -> int:
+        """D is not updated while G is pretrained, G not while D warms up."""
+        pretrain, warmup = self.g_pretrain_updates, self.d_warmup_updates
+        if optimizer_name == "d_optimizer":
+            return max(0, run_updates - pretrain)
+        return min(run_updates, pretrain) + max(0, run_updates - pretrain - warmup)
+
     def initial_output(self, x, training=False):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
         return y_g, {"y_inference_net": y_g}
