@@ -145,3 +145,9 @@ python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=0.5 \
   --model_dir="$RUNS/horses-ldrsp-zeros" --results_suffix=-zeros
 python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=1.0 \
   --model_dir="$RUNS/horses-ldrsp-zeros1" --results_suffix=-zeros1
+
+# Seeds 1 and 2 of the LDRSP default (the results file names carry the seed).
+for seed in 1 2; do
+  python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=1.0 --seed=$seed \
+    --model_dir="$RUNS/horses-ldrsp-zeros1-seed$seed" --results_suffix=-zeros1
+done
