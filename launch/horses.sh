@@ -151,3 +151,10 @@ for seed in 1 2; do
   python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=1.0 --seed=$seed \
     --model_dir="$RUNS/horses-ldrsp-zeros1-seed$seed" --results_suffix=-zeros1
 done
+
+# The task file's LDRSP default as it is now (D at a constant rate; the runs above recorded a
+# decay that never took effect), and with that decay in effect at run epochs 300 and 360.
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --model_dir="$RUNS/horses-ldrsp-default" --results_suffix=-default
+python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=1.0 --set 'd_optimizer.decay_epochs=[300,360]' \
+  --model_dir="$RUNS/horses-ldrsp-zeros1-ddecay" --results_suffix=-zeros1-ddecay
