@@ -67,7 +67,12 @@ def run_concurrently(commands, timeout=600, **popen_args):
     return finished
 
 
+def write_tiny_mulan(folder):
+    """(arff, xml) of the tiny MULAN dataset the launcher tests train on, written to folder."""
+    features, labels = correlated_multilabel(n=300, num_features=12, num_labels=6)
+    return write_arff(folder / "tiny.arff", features, labels)
+
+
 @pytest.fixture
 def tiny_mulan(tmp_path):
-    features, labels = correlated_multilabel(n=300, num_features=12, num_labels=6)
-    return write_arff(tmp_path / "tiny.arff", features, labels)
+    return write_tiny_mulan(tmp_path)

@@ -195,10 +195,10 @@ BAD_ASSIGNMENTS = [
 def bad_value_launches(tmp_path_factory):
     """{flag or assignment: (finished launcher process, its folder)} for every bad value below,
     launched all at once (each costs a TensorFlow import, nothing else)."""
-    from conftest import correlated_multilabel, run_concurrently, write_arff
+    from conftest import run_concurrently, write_tiny_mulan
 
     root = tmp_path_factory.mktemp("bad_values")
-    arff, xml = write_arff(root / "tiny.arff", *correlated_multilabel(n=300, num_features=12, num_labels=6))
+    arff, xml = write_tiny_mulan(root)
     cases = {}
     for i, (flag, _) in enumerate(BAD_FLAGS):
         folder = root / f"flag{i}"
