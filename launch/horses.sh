@@ -158,3 +158,25 @@ python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 -
   --model_dir="$RUNS/horses-ldrsp-default" --results_suffix=-default
 python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=1.0 --set 'd_optimizer.decay_epochs=[300,360]' \
   --model_dir="$RUNS/horses-ldrsp-zeros1-ddecay" --results_suffix=-zeros1-ddecay
+
+# LDRSP with D warmed up on the frozen G for 2,600 updates instead of 1,300 (6,500 updates in all).
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --set d_warmup_updates=2600 --set updates=6500 --model_dir="$RUNS/horses-ldrsp-dwarm2600" --results_suffix=-dwarm2600
+
+# DVN's Table 4 at a common budget of 2,600 updates (the default's schedule scaled: lr x0.1 after
+# 1,300 and 2,080 updates): tuple kinds inference + ground truth, + stratified, + adversarial,
+# and the default's six kinds; then the last one's weights tested with 9, 25 and 36 crops, each
+# with the crops' outputs averaged and with joint inference (compare_crop_modes).
+T4=(--task=horses --method=dvn --data_dir="$DATA" --seed=0 --verbose=2 --set updates=2600
+    --set 'optimizer.decay_epochs=[100,160]')
+python -m tfsp.launch "${T4[@]}" --set 'sample_weights={"inference":1,"ground_truth":1}' \
+  --model_dir="$RUNS/horses-dvn-t4-inference-gt" --results_suffix=-t4-inference-gt
+python -m tfsp.launch "${T4[@]}" --set 'sample_weights={"inference":1,"ground_truth":1,"stratified":1}' \
+  --model_dir="$RUNS/horses-dvn-t4-stratified" --results_suffix=-t4-stratified
+python -m tfsp.launch "${T4[@]}" --set 'sample_weights={"inference":1,"ground_truth":1,"adversarial":1}' \
+  --model_dir="$RUNS/horses-dvn-t4-adversarial" --results_suffix=-t4-adversarial
+python -m tfsp.launch "${T4[@]}" --model_dir="$RUNS/horses-dvn-t4-all" --results_suffix=-t4-all
+for grid in 3 5 6; do
+  python -m tfsp.launch "${T4[@]}" --mode=evaluate --set data.crop_grid=$grid --set compare_crop_modes=true \
+    --model_dir="$RUNS/horses-dvn-t4-all" --results_suffix=-t4-all-crops$((grid * grid))
+done

@@ -75,6 +75,19 @@ def test_rerun_into_a_model_dir_with_other_settings_is_refused(tiny_mulan, tmp_p
         experiment.run(tiny_config(arff, xml), str(run_dir), None, verbose=0)
 
 
+def test_test_crop_grid_may_change_in_evaluation_but_not_on_resume(tmp_path):
+    # How many crops cover a test image is a test-time setting (DVN's Table 4 scores one trained
+    # value net with 9, 25 and 36 crops); a resumed run keeps the grid its validations used.
+    from tfsp import experiment
+
+    trained = config_lib.resolve("horses", "dvn")
+    (tmp_path / "config.json").write_text(json.dumps(config_lib.as_dict(trained)))
+    nine_crops = config_lib.resolve("horses", "dvn", {"data": {"crop_grid": 3}})
+    experiment.check_model_dir_config(nine_crops, tmp_path, experiment.EVALUATE_MAY_CHANGE)
+    with pytest.raises(config_lib.ConfigError, match="data.crop_grid: 6 in config.json, 3 now"):
+        experiment.check_model_dir_config(nine_crops, tmp_path, experiment.RESUME_MAY_CHANGE)
+
+
 def test_model_dir_without_trained_weights_takes_new_settings(tiny_mulan, tmp_path):
     from tfsp import experiment
 

@@ -93,9 +93,10 @@ step count, scoring the other crop mode). test_refine and crop_mode are not amon
 score the validation epochs that pick the kept weights and fill the history (re-test with other
 values with --mode=evaluate). epochs and final_epochs_on_all_training_data may change too, as
 long as the finished epochs keep their place in the schedule (see _check_schedule)."""
-EVALUATE_MAY_CHANGE = RESUME_MAY_CHANGE + ("test_refine", "crop_mode")
+EVALUATE_MAY_CHANGE = RESUME_MAY_CHANGE + ("test_refine", "crop_mode", "data.crop_grid")
 """Fields --mode=evaluate / probe / export may set otherwise than the run that trained the
-weights: test-time settings, which is what re-evaluating is for."""
+weights: test-time settings (the refinement, how crops are combined, how many crops cover a
+test image), which is what re-evaluating is for."""
 CONFIG_FILE = "config.json"
 
 
