@@ -159,6 +159,11 @@ python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 -
 python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=1.0 --set 'd_optimizer.decay_epochs=[300,360]' \
   --model_dir="$RUNS/horses-ldrsp-zeros1-ddecay" --results_suffix=-zeros1-ddecay
 
+# The default's weights with the test crop mode (average | joint) chosen on validation.
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --mode=evaluate --set select_crop_mode=true --model_dir="$RUNS/horses-ldrsp-default" \
+  --results_suffix=-default-select-crop-mode
+
 # LDRSP with D warmed up on the frozen G for 2,600 updates instead of 1,300 (6,500 updates in all).
 python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
   --set d_warmup_updates=2600 --set updates=6500 --model_dir="$RUNS/horses-ldrsp-dwarm2600" --results_suffix=-dwarm2600

@@ -84,6 +84,9 @@ def test_test_crop_grid_may_change_in_evaluation_but_not_on_resume(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config_lib.as_dict(trained)))
     nine_crops = config_lib.resolve("horses", "dvn", {"data": {"crop_grid": 3}})
     experiment.check_model_dir_config(nine_crops, tmp_path, experiment.EVALUATE_MAY_CHANGE)
+    # Choosing the crop mode on validation happens after training, like choosing the step count.
+    chosen_mode = config_lib.resolve("horses", "dvn", {"select_crop_mode": True})
+    experiment.check_model_dir_config(chosen_mode, tmp_path, experiment.RESUME_MAY_CHANGE)
     with pytest.raises(config_lib.ConfigError, match="data.crop_grid: 6 in config.json, 3 now"):
         experiment.check_model_dir_config(nine_crops, tmp_path, experiment.RESUME_MAY_CHANGE)
 

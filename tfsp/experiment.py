@@ -86,10 +86,10 @@ def _setup(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] 
     return data, model
 
 
-RESUME_MAY_CHANGE = LOCATION_FIELDS + ("select_refine_steps", "compare_crop_modes")
+RESUME_MAY_CHANGE = LOCATION_FIELDS + ("select_refine_steps", "select_crop_mode", "compare_crop_modes")
 """Fields a rerun into a model dir holding trained weights may set otherwise than the run that
 trained them: where the data is, and what happens only after training (choosing the test-time
-step count, scoring the other crop mode). test_refine and crop_mode are not among them: they
+step count or crop mode on validation, scoring the other crop mode). test_refine and crop_mode are not among them: they
 score the validation epochs that pick the kept weights and fill the history (re-test with other
 values with --mode=evaluate). epochs and final_epochs_on_all_training_data may change too, as
 long as the finished epochs keep their place in the schedule (see _check_schedule)."""
