@@ -164,6 +164,12 @@ python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 -
   --mode=evaluate --set select_crop_mode=true --model_dir="$RUNS/horses-ldrsp-default" \
   --results_suffix=-default-select-crop-mode
 
+# The default's weights under other test-time refinements from G(x), on validation.
+python launch/compare_test_refinements.py --model_dir="$RUNS/horses-ldrsp-default" --data_dir="$DATA" \
+  --output=results/horses-ldrsp-default-test-refinements.json --variant='as_trained={}' \
+  --variant='eta2.5={"step_size":2.5}' --variant='eta10={"step_size":10.0}' --variant='best={"best_iterate":true}' \
+  --variant='20_decay0.1_best={"steps":20,"decay":0.1,"best_iterate":true}'
+
 # LDRSP with D warmed up on the frozen G for 2,600 updates instead of 1,300 (6,500 updates in all).
 python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
   --set d_warmup_updates=2600 --set updates=6500 --model_dir="$RUNS/horses-ldrsp-dwarm2600" --results_suffix=-dwarm2600
