@@ -91,6 +91,28 @@ def test_test_crop_grid_may_change_in_evaluation_but_not_on_resume(tmp_path):
         experiment.check_model_dir_config(nine_crops, tmp_path, experiment.RESUME_MAY_CHANGE)
 
 
+def test_early_stopping_ends_the_run_and_a_rerun_keeps_it_stopped(tiny_mulan, tmp_path):
+    # A learning rate of 1e-9 leaves the validation F1 where the first epoch put it, so no later
+    # validation improves on it: with a patience of 2 validations the run stops after epoch 3.
+    from tfsp import experiment
+
+    arff, xml = tiny_mulan
+    config = tiny_config(arff, xml, epochs=8, early_stopping_validations=2, optimizer={"learning_rate": 1e-9})
+    record = experiment.run(config, str(tmp_path / "run"), None, verbose=0)
+    assert (record["best_epoch"], record["epochs_run"], record["early_stopped_at_epoch"]) == (1, 3, 3)
+    assert len(record["history"]["loss"]) == 3
+    again = experiment.run(config, str(tmp_path / "run"), None, verbose=0)  # resumes, trains nothing
+    assert (again["initial_epoch"], again["epochs_run"], again["early_stopped_at_epoch"]) == (3, 0, 3)
+    assert again["metrics"] == record["metrics"]
+
+    budget = experiment.run(tiny_config(arff, xml, epochs=2, early_stopping_validations=5),
+                            str(tmp_path / "budget"), None, verbose=0)
+    assert budget["epochs_run"] == 2 and budget["early_stopped_at_epoch"] is None
+    with pytest.raises(config_lib.ConfigError, match="exclude each other"):
+        experiment.run(tiny_config(arff, xml, early_stopping_validations=2, final_epochs_on_all_training_data=1),
+                       str(tmp_path / "final"), None, verbose=0)
+
+
 def test_model_dir_without_trained_weights_takes_new_settings(tiny_mulan, tmp_path):
     from tfsp import experiment
 

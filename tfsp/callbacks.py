@@ -156,9 +156,12 @@ class BestWeights(keras.callbacks.Callback):
     epoch checkpoint, so a resumed run selects among all epochs, not only its own.
     """
 
-    def __init__(self, model: StructuredModel, monitor: str, mode: str = "max"):
+    def __init__(self, model: StructuredModel, monitor: str, mode: str = "max", patience_epochs: int = 0):
+        """patience_epochs > 0: stop training when the best epoch is that many epochs back
+        (early stopping; derived from the checkpointed best epoch, so it survives a resume)."""
         super().__init__()
         self.monitor, self.sign = monitor, (1.0 if mode == "max" else -1.0)
+        self.patience_epochs = patience_epochs
         self.best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_value")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
         self.weights = [tf.Variable(np.array(w), trainable=False) for w in model.get_weights()]
@@ -168,13 +171,24 @@ class BestWeights(keras.callbacks.Callback):
     def best_epoch(self) -> Optional[int]:
         return int(self.epoch.numpy()) or None
 
+    def patience_exhausted(self, epochs_done: int) -> bool:
+        """Whether early stopping ends training after `epochs_done` epochs."""
+        return bool(self.patience_epochs) and self.best_epoch is not None and (
+            epochs_done - self.best_epoch >= self.patience_epochs)
+
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is not None and math.isfinite(float(value)) and self.sign * float(value) > float(self.best.numpy()):
+        if value is None:
+            return  # not a validation epoch
+        if math.isfinite(float(value)) and self.sign * float(value) > float(self.best.numpy()):
             self.best.assign(self.sign * float(value))
             self.epoch.assign(epoch + 1)
             for kept, current in zip(self.weights, self.model.get_weights()):
                 kept.assign(current)
+        if self.patience_exhausted(epoch + 1):
+            logging.info("early stopping after epoch %d: %s last improved at epoch %d",
+                         epoch + 1, self.monitor, self.best_epoch)
+            self.model.stop_training = True  # the epoch checkpoint after this callback saves it
 
     def apply(self, model) -> None:
         """Sets the model to the best weights seen, if any epoch was scored."""

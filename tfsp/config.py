@@ -176,6 +176,10 @@ class ExperimentConfig:
     seed: int = 0
     select_best: bool = True
     """Keep the weights of the epoch with the best validation metric."""
+    early_stopping_validations: int = 0
+    """If > 0 (with select_best and a validation split): stop training once this many
+    validations in a row have not improved on the best; `epochs` / `updates` become a maximum
+    and the best epoch's weights are kept."""
     select_on: str = ""
     """The validation metric model selection maximizes: "" = the final prediction's primary metric;
     e.g. "inference_net_example_f1" selects on the inference network alone."""
@@ -191,7 +195,7 @@ class ExperimentConfig:
     RANGES: ClassVar = {"epochs": at_least(1), "final_epochs_on_all_training_data": at_least(0),
                         "validation_every": at_least(1), "seed": at_least(0), "updates": at_least(0),
                         "checkpoint_every": at_least(1), "validation_images": at_least(0),
-                        "validation_crop_grid": at_least(0)}
+                        "validation_crop_grid": at_least(0), "early_stopping_validations": at_least(0)}
     """epochs >= 1 because every run, trained or evaluated, has trained at least one epoch (a
     run of 0 epochs would record untrained weights)."""
 

@@ -208,7 +208,13 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
     if config.select_on and config.select_on not in model.eval_trackers:
         raise ConfigError(f"select_on={config.select_on!r} is not a metric of {config.method}; "
                           f"valid: {sorted(model.eval_trackers)}")
-    best = (BestWeights(model, monitor) if (config.select_best and data.validation is not None) else None)
+    if config.early_stopping_validations and not (config.select_best and data.validation is not None):
+        raise ConfigError("early_stopping_validations needs select_best and a validation split")
+    if config.early_stopping_validations and config.final_epochs_on_all_training_data:
+        raise ConfigError("early_stopping_validations and final_epochs_on_all_training_data exclude "
+                          "each other: the epochs on train + validation follow a fixed schedule")
+    best = (BestWeights(model, monitor, patience_epochs=config.early_stopping_validations * config.validation_every)
+            if (config.select_best and data.validation is not None) else None)
     checkpoint = EpochCheckpoint(model_dir / "checkpoints", model,
                                  extra={"best_weights": best.state} if best is not None else None,
                                  write_directory=None if own_dir == model_dir else own_dir / "checkpoints",
@@ -240,14 +246,16 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
 
     train_started = time.time()
     epochs_run = 0
-    if initial_epoch < config.epochs:
+    stopped_before = best is not None and best.patience_exhausted(initial_epoch)
+    if initial_epoch < config.epochs and not stopped_before:
         with model.test_settings(crop_grid=config.validation_crop_grid or None):
             history = model.fit(**training_data(initial_epoch, data.train_from_epoch, data.train),
                                 validation_data=validation, validation_freq=config.validation_every,
                                 epochs=config.epochs, shuffle=False, initial_epoch=initial_epoch,
                                 callbacks=callbacks, verbose=verbose)
         epochs_run = len(history.epoch)
-    elif best is not None and (initial_epoch == config.epochs or not config.final_epochs_on_all_training_data):
+    elif best is not None and (initial_epoch == config.epochs or stopped_before
+                               or not config.final_epochs_on_all_training_data):
         best.apply(model)  # what the uninterrupted run's first fit ended with
     if config.final_epochs_on_all_training_data and not nan_guard.failure:
         # The validation rows join training now, so model selection stops here.
@@ -281,6 +289,9 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         "updates": max(int(o.iterations.numpy()) for o in model.optimizers().values()),
         "validation_seconds": round(checkpoint.validation_seconds(), 2),
         "best_epoch": best.best_epoch if best is not None else None,
+        # The last epoch trained when early stopping ended the run before its budget.
+        "early_stopped_at_epoch": (initial_epoch + epochs_run if best is not None and initial_epoch + epochs_run
+                                   < config.epochs and best.patience_exhausted(initial_epoch + epochs_run) else None),
         "history": checkpoint.history(),
         "wall_seconds": round(time.time() - started, 2),
     })
