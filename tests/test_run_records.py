@@ -113,6 +113,26 @@ def test_early_stopping_ends_the_run_and_a_rerun_keeps_it_stopped(tiny_mulan, tm
                        str(tmp_path / "final"), None, verbose=0)
 
 
+def test_threshold_chosen_on_validation_is_the_one_the_test_pass_and_a_reevaluation_use(tiny_mulan, tmp_path):
+    from tfsp import evaluation, experiment
+
+    arff, xml = tiny_mulan
+    record = experiment.run(tiny_config(arff, xml, epochs=2, select_threshold=True), str(tmp_path / "run"),
+                            None, verbose=0)
+    chosen = record["threshold_selected"]
+    assert chosen["configured"] == 0.5 and chosen["chosen"] in evaluation.THRESHOLDS
+    scores = chosen["validation"]
+    assert len(scores) == 19 and scores[f"{chosen['chosen']:.2f}"] == max(scores.values())
+    # The same weights re-tested at that threshold give the recorded test metrics; at another
+    # threshold, other ones (a threshold of 0.95 predicts almost no label).
+    again = experiment.evaluate_saved(tiny_config(arff, xml, epochs=2, prediction_threshold=chosen["chosen"]),
+                                      str(tmp_path / "run"))
+    assert again["metrics"] == pytest.approx(record["metrics"])
+    high = experiment.evaluate_saved(tiny_config(arff, xml, epochs=2, prediction_threshold=0.95),
+                                     str(tmp_path / "run"))
+    assert high["metrics"]["example_f1"] < record["metrics"]["example_f1"]
+
+
 def test_model_dir_without_trained_weights_takes_new_settings(tiny_mulan, tmp_path):
     from tfsp import experiment
 

@@ -154,6 +154,14 @@ class ExperimentConfig:
         default_factory=lambda: NetworkConfig(hidden=[150, 150]))
     select_crop_mode: bool = False
     """Segmentation: choose the test crop mode (average | joint) on the validation split."""
+    prediction_threshold: float = 0.5
+    """Outputs with independent elements (multi-label, binary masks): an element is predicted
+    on where the relaxed output is >= this (in validation, test and exports)."""
+    select_threshold: bool = False
+    """Multi-label: after training, choose prediction_threshold (one for all labels, among
+    0.05, 0.10, ..., 0.95) by the primary metric on the validation split, as the SPEN and
+    InfNet papers tune theirs; the test pass uses it and the record keeps the choice
+    (threshold_selected). Export with --set prediction_threshold=<chosen>."""
     epochs: int = 10
     updates: int = 0
     """If > 0: the training budget in updates (train steps); epochs = ceil(updates / steps per
@@ -195,7 +203,8 @@ class ExperimentConfig:
     RANGES: ClassVar = {"epochs": at_least(1), "final_epochs_on_all_training_data": at_least(0),
                         "validation_every": at_least(1), "seed": at_least(0), "updates": at_least(0),
                         "checkpoint_every": at_least(1), "validation_images": at_least(0),
-                        "validation_crop_grid": at_least(0), "early_stopping_validations": at_least(0)}
+                        "validation_crop_grid": at_least(0), "early_stopping_validations": at_least(0),
+                        "prediction_threshold": OPEN_FRACTION}
     """epochs >= 1 because every run, trained or evaluated, has trained at least one epoch (a
     run of 0 epochs would record untrained weights)."""
 

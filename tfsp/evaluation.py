@@ -1,5 +1,5 @@
 """Evaluation of a trained method: test metrics, step curves (each metric after every refinement
-step), the step count and crop mode chosen on validation, and the test record of a run."""
+step), the step count, crop mode and threshold chosen on validation, and the test record of a run."""
 
 from __future__ import annotations
 
@@ -93,9 +93,11 @@ def test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel
     selected = crop_mode_selected = None
     if config.select_crop_mode and data.spec.crop_size and model.refines:
         crop_mode_selected = select_crop_mode(model, data.validation, verbose=verbose)
-    selected = None
+    selected = threshold_selected = None
     if config.select_refine_steps and model.refines:
         selected = select_refine_steps(model, data.validation, verbose=verbose)
+    if config.select_threshold:
+        threshold_selected = select_threshold(model, data.validation, verbose=verbose)
     curve = None
     if step_curve_steps:
         curve = step_curve(model, data.test, step_curve_steps, verbose=verbose)
@@ -140,7 +142,38 @@ def test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel
         record["refine_steps_selected"] = selected
     if crop_mode_selected is not None:
         record["crop_mode_selected"] = crop_mode_selected
+    if threshold_selected is not None:
+        record["threshold_selected"] = threshold_selected
     return record
+
+
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+"""The prediction thresholds select_threshold compares: 0.05, 0.10, ..., 0.95."""
+
+
+def select_threshold(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
+    """Sets the model's prediction threshold to the one of THRESHOLDS (the nearest 0.5 among
+    ties) whose binarized prediction has the best primary metric on `validation`, all scored
+    from one prediction pass; returns {"chosen", "configured", "validation": {threshold: metric}}."""
+    if validation is None:
+        raise ConfigError("select_threshold needs a validation split; this task's data has none")
+    if model.spec.multiclass:
+        raise ConfigError("select_threshold applies to outputs with independent elements; "
+                          f"{model.spec.name}'s are distributions (arg-max)")
+    configured = model.spec.threshold
+    y = tf.constant(model.predict(validation, verbose=verbose)["y"], tf.float32)
+    labels = tf.constant(np.concatenate([labels.numpy() for _, labels in validation]), tf.float32)
+    metric = model.spec.primary_metric
+    by_threshold = {}
+    for threshold in THRESHOLDS:
+        spec = dataclasses.replace(model.spec, threshold=threshold)
+        by_threshold[threshold] = float(metric_values(spec, metric_sums(spec, y, labels))[metric])
+    chosen = max(THRESHOLDS, key=lambda t: (by_threshold[t], -abs(t - 0.5)))
+    model.set_test_settings(threshold=chosen)
+    logging.info("threshold selected on validation: %.2f (%s %.2f; %.2f at %.2f)", chosen, metric,
+                 by_threshold[chosen], by_threshold.get(configured, float("nan")), configured)
+    return {"chosen": chosen, "configured": configured,
+            "validation": {f"{t:.2f}": round(v, 4) for t, v in by_threshold.items()}}
 
 
 def select_crop_mode(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:

@@ -83,20 +83,22 @@ def _setup(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] 
     # Variables made in the scope (networks, optimizers, the sampling generator) are mirrored.
     with (strategy or tf.distribute.get_strategy()).scope(), dtype_policy(config.mixed_precision):
         model = build_method(config, data.spec, steps_per_epoch)
+    model.set_test_settings(threshold=config.prediction_threshold)
     return data, model
 
 
-RESUME_MAY_CHANGE = LOCATION_FIELDS + ("select_refine_steps", "select_crop_mode", "compare_crop_modes")
+RESUME_MAY_CHANGE = LOCATION_FIELDS + ("select_refine_steps", "select_crop_mode", "select_threshold",
+                                       "compare_crop_modes")
 """Fields a rerun into a model dir holding trained weights may set otherwise than the run that
 trained them: where the data is, and what happens only after training (choosing the test-time
-step count or crop mode on validation, scoring the other crop mode). test_refine and crop_mode are not among them: they
-score the validation epochs that pick the kept weights and fill the history (re-test with other
-values with --mode=evaluate). epochs and final_epochs_on_all_training_data may change too, as
+step count, crop mode or threshold on validation, scoring the other crop mode). test_refine,
+crop_mode and prediction_threshold are not among them: they score the validation epochs that
+pick the kept weights and fill the history (re-test with other values with --mode=evaluate). epochs and final_epochs_on_all_training_data may change too, as
 long as the finished epochs keep their place in the schedule (see _check_schedule)."""
-EVALUATE_MAY_CHANGE = RESUME_MAY_CHANGE + ("test_refine", "crop_mode", "data.crop_grid")
+EVALUATE_MAY_CHANGE = RESUME_MAY_CHANGE + ("test_refine", "crop_mode", "data.crop_grid", "prediction_threshold")
 """Fields --mode=evaluate / probe / export may set otherwise than the run that trained the
 weights: test-time settings (the refinement, how crops are combined, how many crops cover a
-test image), which is what re-evaluating is for."""
+test image, the threshold that binarizes outputs), which is what re-evaluating is for."""
 CONFIG_FILE = "config.json"
 
 

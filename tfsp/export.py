@@ -25,8 +25,8 @@ dtype is refused by the signature itself. An empty batch ([0, ...]) is served: e
 then has an empty batch.
 
 Outputs: ``prediction`` (the refined relaxed output: label probabilities, or per-pixel
-foreground / class probabilities), ``labels`` (binarized at 0.5, or one-hot arg-max per
-pixel, as the metrics score them), ``value`` (the value network's score of ``prediction``,
+foreground / class probabilities), ``labels`` (binarized at the configured
+prediction_threshold, 0.5 unless set, or one-hot arg-max per pixel, as the metrics score them), ``value`` (the value network's score of ``prediction``,
 [batch]; absent for methods that do not refine, e.g. the feed-forward baseline),
 ``class_ids`` (multi-class segmentation: int32 arg-max per pixel) and
 ``prediction_inference_net`` (methods with an inference network that refine its output:
@@ -117,7 +117,7 @@ class ServingModule(tf.Module):
         runnable = tf.cond(size > 0, lambda: inputs, lambda: tf.zeros([1, *spec.input_shape]))
         outputs = self._infer(runnable)
         result = {"prediction": outputs["y"],
-                  "labels": oracles.binarize(outputs["y"], spec.multiclass)}
+                  "labels": oracles.binarize(outputs["y"], spec.multiclass, spec.threshold)}
         if "value" in outputs:
             result["value"] = outputs["value"]
             if "y_inference_net" in outputs:

@@ -48,6 +48,9 @@ class TaskSpec:
     """Segmentation: networks see crop_size×crop_size crops; full images are covered by a
     crop_grid×crop_grid grid of crops at test time (tfsp.crops)."""
     crop_grid: int = 6
+    threshold: float = 0.5
+    """Outputs with independent elements (not "simplex"): an element is on where y >= threshold.
+    The multi-label papers choose it on validation (ExperimentConfig.select_threshold)."""
 
     @property
     def oracle_fn(self):
@@ -82,7 +85,7 @@ def metric_sums(spec: TaskSpec, y, y_true, groups: Optional[int] = None) -> Dict
     With `groups`, the examples are that many equal consecutive runs (e.g. the steps of a
     refinement trajectory), each summed alone: [groups] tensors. Sums of several batches (or
     replicas) add up; metric_values turns them into the metrics."""
-    y_discrete = oracles.binarize(y, spec.multiclass)
+    y_discrete = oracles.binarize(y, spec.multiclass, spec.threshold)
 
     def total(values):
         return tf.reduce_sum(values) if groups is None else tf.reduce_sum(tf.reshape(values, [groups, -1]), axis=1)

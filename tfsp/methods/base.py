@@ -132,26 +132,29 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
         return dataclasses.replace(config, projection=self.spec.projection)
 
     def set_test_settings(self, refine: Optional[RefineConfig] = None,
-                          crop_mode: Optional[str] = None, crop_grid: Optional[int] = None) -> None:
-        """Changes how prediction refines (steps, step size, ...), combines crops and/or how many
-        crops cover an image (crop_grid × crop_grid); the compiled test and predict steps,
-        which baked in the old settings, are dropped."""
+                          crop_mode: Optional[str] = None, crop_grid: Optional[int] = None,
+                          threshold: Optional[float] = None) -> None:
+        """Changes how prediction refines (steps, step size, ...), combines crops, how many
+        crops cover an image (crop_grid × crop_grid) and/or the threshold that binarizes
+        outputs; the compiled test and predict steps, which baked in the old settings, are dropped."""
         if crop_mode is not None and crop_mode not in crops.CROP_MODES:
             raise ValueError(f"unknown crop mode {crop_mode!r}; valid: {crops.CROP_MODES}")
         self.test_refine = self.test_refine if refine is None else refine
         self.crop_mode = self.crop_mode if crop_mode is None else crop_mode
         if crop_grid is not None and crop_grid != self.spec.crop_grid:
             self.spec = dataclasses.replace(self.spec, crop_grid=int(crop_grid))
+        if threshold is not None and threshold != self.spec.threshold:
+            self.spec = dataclasses.replace(self.spec, threshold=float(threshold))
         self.test_function = self.predict_function = None
 
     @contextlib.contextmanager
     def test_settings(self, refine: Optional[RefineConfig] = None, crop_mode: Optional[str] = None,
-                      crop_grid: Optional[int] = None):
+                      crop_grid: Optional[int] = None, threshold: Optional[float] = None):
         """`set_test_settings` for the duration of a `with` block, restored afterwards
         (e.g. a step curve's longer refinement, the other crop mode's evaluation, periodic
         validation on fewer crops)."""
-        saved = self.test_refine, self.crop_mode, self.spec.crop_grid
-        self.set_test_settings(refine, crop_mode, crop_grid)
+        saved = self.test_refine, self.crop_mode, self.spec.crop_grid, self.spec.threshold
+        self.set_test_settings(refine, crop_mode, crop_grid, threshold)
         try:
             yield self
         finally:
@@ -329,7 +332,7 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
     def predict_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         outputs = self.infer(x)
-        outputs["labels"] = oracles.binarize(outputs["y"], self.spec.multiclass)
+        outputs["labels"] = oracles.binarize(outputs["y"], self.spec.multiclass, self.spec.threshold)
         return outputs
 
     # ----- helpers shared by the sampling methods --------------------------------------------
