@@ -152,14 +152,16 @@ for seed in 1 2; do
     --model_dir="$RUNS/horses-ldrsp-zeros1-seed$seed" --results_suffix=-zeros1
 done
 
-# The task file's LDRSP default as it is now (D at a constant rate; the runs above recorded a
-# decay that never took effect), and with that decay in effect at run epochs 300 and 360.
+# The task file's LDRSP default (D at a constant rate; the runs above recorded a decay that
+# never took effect; the crop mode, chosen on validation since, set to average as it then was),
+# and with that decay in effect at run epochs 300 and 360.
 python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
-  --model_dir="$RUNS/horses-ldrsp-default" --results_suffix=-default
+  --set select_crop_mode=false --model_dir="$RUNS/horses-ldrsp-default" --results_suffix=-default
 python -m tfsp.launch "${LDRSP_DVN_D[@]}" --set refine_from_zeros=1.0 --set 'd_optimizer.decay_epochs=[300,360]' \
   --model_dir="$RUNS/horses-ldrsp-zeros1-ddecay" --results_suffix=-zeros1-ddecay
 
-# The default's weights with the test crop mode (average | joint) chosen on validation.
+# The default's weights with the test crop mode (average | joint) chosen on validation (now
+# the task file's default).
 python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
   --mode=evaluate --set select_crop_mode=true --model_dir="$RUNS/horses-ldrsp-default" \
   --results_suffix=-default-select-crop-mode
