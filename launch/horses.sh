@@ -193,3 +193,9 @@ for grid in 3 5 6; do
   python -m tfsp.launch "${T4[@]}" --mode=evaluate --set data.crop_grid=$grid --set compare_crop_modes=true \
     --model_dir="$RUNS/horses-dvn-t4-all" --results_suffix=-t4-all-crops$((grid * grid))
 done
+
+# Seeds 1 and 2 of the LDRSP default (the test crop mode chosen on validation).
+for seed in 1 2; do
+  python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=$seed --step_curve=30 --verbose=2 \
+    --model_dir="$RUNS/horses-ldrsp-default-seed$seed" --results_suffix=-default
+done
