@@ -62,6 +62,10 @@ def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions
     assert config.settings.test_refine.steps == 3
     assert export.export_from_model_dir(config, run_dir, export_dir) == export_dir / "2"
     data, model = experiment.restore(config, run_dir)
+    # Both exports serve the test settings the run chose on validation (the mlc defaults choose
+    # the steps and the threshold), not the configured ones.
+    chosen = experiment.apply_chosen_test_settings(model, run_dir)
+    assert set(chosen) == {"refine_steps", "threshold"} and model.test_refine.steps == chosen["refine_steps"]
     x, _ = next(iter(data.test))
     expected = model.predict_step(x)
 
@@ -71,6 +75,14 @@ def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions
     np.testing.assert_allclose(served["value"], expected["value"].numpy(), atol=1e-5)
     np.testing.assert_allclose(served["prediction_inference_net"], expected["y_inference_net"].numpy(), atol=1e-5)
     np.testing.assert_array_equal(served["labels"], expected["labels"].numpy())
+    from_checkpoint = serve_in_fresh_process(export_dir / "2", "serving_default", "inputs", x.numpy(), tmp_path)
+    np.testing.assert_allclose(from_checkpoint["prediction"], served["prediction"], atol=1e-5)
+    np.testing.assert_array_equal(from_checkpoint["labels"], served["labels"])
+    # A step count given at export (other than the training config's) wins over the chosen one.
+    overridden = config_lib.merge_into(config_lib.ExperimentConfig(),
+                                       json.loads((run_dir / "config.json").read_text()), "config.json")
+    overridden.settings.test_refine.steps = 7
+    assert set(experiment.apply_chosen_test_settings(model, run_dir, overridden)) == {"threshold"}
 
     # saved_model_cli (installed with TensorFlow) shows the signature with its named inputs and outputs.
     cli = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",

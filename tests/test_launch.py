@@ -32,8 +32,11 @@ def test_launch_end_to_end_on_tiny_arff(tiny_mulan, tmp_path):
         assert key in record, key
     assert 0 <= record["metrics"]["example_f1"] <= 100
     assert len(record["step_curve"]["example_f1"]) == 5
-    # The curve agrees with the evaluation at the configured number of steps, and with G alone at step 0.
-    assert record["step_curve"]["example_f1"][4] == pytest.approx(record["metrics"]["example_f1"], abs=1e-3)
+    # The curve agrees with the evaluation at the number of steps chosen on validation (the mlc
+    # default; at most the configured 4), and with G alone at step 0.
+    chosen = record["refine_steps_selected"]["chosen"]
+    assert 0 <= chosen <= 4
+    assert record["step_curve"]["example_f1"][chosen] == pytest.approx(record["metrics"]["example_f1"], abs=1e-3)
     assert record["step_curve"]["example_f1"][0] == pytest.approx(
         record["metrics_inference_net"]["example_f1"], abs=1e-3)
     assert list((tmp_path / "run" / "checkpoints").glob("ckpt-2.index"))
@@ -94,6 +97,7 @@ def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tiny_mulan, tmp_
     arff, xml = tiny_mulan
     config = config_lib.resolve("mlc", "feedforward", {
         "data": {"arff": str(arff), "xml": str(xml)}, "epochs": 4, "select_best": False,
+        "early_stopping_validations": 0,
         # After one good epoch the learning rate explodes, and so do the weights.
         "optimizer": {"name": "sgd", "learning_rate": 0.01, "decay_epochs": [1], "decay_factor": 1e30}})
     with pytest.raises(experiment.TrainingDiverged, match="non-finite.*ckpt-1"):
@@ -126,7 +130,8 @@ def test_bookmarks_task_runs_on_a_fixture(tmp_path):
 def test_final_epochs_on_train_and_validation(tiny_mulan, tmp_path):
     arff, xml = tiny_mulan
     config = config_lib.resolve("mlc", "feedforward", {
-        "data": {"arff": str(arff), "xml": str(xml)}, "epochs": 2, "final_epochs_on_all_training_data": 1})
+        "data": {"arff": str(arff), "xml": str(xml)}, "epochs": 2, "final_epochs_on_all_training_data": 1,
+        "early_stopping_validations": 0})
     record = experiment.run(config, str(tmp_path / "run"), None, verbose=0)
     assert record["epochs_run"] == 3 and record["best_epoch"] is None
     # Validation is monitored only while it is held out.

@@ -125,10 +125,10 @@ def test_threshold_chosen_on_validation_is_the_one_the_test_pass_and_a_reevaluat
     assert len(scores) == 19 and scores[f"{chosen['chosen']:.2f}"] == max(scores.values())
     # The same weights re-tested at that threshold give the recorded test metrics; at another
     # threshold, other ones (a threshold of 0.95 predicts almost no label).
-    again = experiment.evaluate_saved(tiny_config(arff, xml, epochs=2, prediction_threshold=chosen["chosen"]),
+    again = experiment.evaluate_saved(tiny_config(arff, xml, epochs=2, prediction_threshold=chosen["chosen"], select_threshold=False),
                                       str(tmp_path / "run"))
     assert again["metrics"] == pytest.approx(record["metrics"])
-    high = experiment.evaluate_saved(tiny_config(arff, xml, epochs=2, prediction_threshold=0.95),
+    high = experiment.evaluate_saved(tiny_config(arff, xml, epochs=2, prediction_threshold=0.95, select_threshold=False),
                                      str(tmp_path / "run"))
     assert high["metrics"]["example_f1"] < record["metrics"]["example_f1"]
 

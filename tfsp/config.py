@@ -161,7 +161,7 @@ class ExperimentConfig:
     """Multi-label: after training, choose prediction_threshold (one for all labels, among
     0.05, 0.10, ..., 0.95) by the primary metric on the validation split, as the SPEN and
     InfNet papers tune theirs; the test pass uses it and the record keeps the choice
-    (threshold_selected). Export with --set prediction_threshold=<chosen>."""
+    (threshold_selected), and exports of the weights serve it (chosen_test_settings.json)."""
     epochs: int = 10
     updates: int = 0
     """If > 0: the training budget in updates (train steps); epochs = ceil(updates / steps per

@@ -100,6 +100,47 @@ EVALUATE_MAY_CHANGE = RESUME_MAY_CHANGE + ("test_refine", "crop_mode", "data.cro
 weights: test-time settings (the refinement, how crops are combined, how many crops cover a
 test image, the threshold that binarizes outputs), which is what re-evaluating is for."""
 CONFIG_FILE = "config.json"
+CHOSEN_TEST_SETTINGS_FILE = "chosen_test_settings.json"
+"""In a model dir: the test-time settings the last test pass chose on validation (refinement
+steps, crop mode, threshold; select_*), which an export of those weights then serves."""
+
+
+def write_chosen_test_settings(model_dir, record: Dict[str, Any]) -> None:
+    """Keeps the choices `record` (a test_record) made on validation beside the weights, or
+    removes an earlier pass's file when this one chose nothing."""
+    chosen = {key: record[field]["chosen"] for key, field in (
+        ("refine_steps", "refine_steps_selected"), ("crop_mode", "crop_mode_selected"),
+        ("threshold", "threshold_selected")) if field in record}
+    path = Path(model_dir) / CHOSEN_TEST_SETTINGS_FILE
+    if chosen:
+        results.write_json(path, chosen)
+    elif path.exists():
+        path.unlink()
+
+
+def apply_chosen_test_settings(model: StructuredModel, model_dir,
+                               config: Optional[ExperimentConfig] = None) -> Dict[str, Any]:
+    """Gives `model` the test-time settings chosen on validation for the weights in model_dir
+    (write_chosen_test_settings); returns them ({} if none were chosen). With `config`, a
+    setting it gives other than the stored training configuration's (e.g. --refine_steps at
+    export) is the user's choice and wins over the one chosen on validation."""
+    path = Path(model_dir) / CHOSEN_TEST_SETTINGS_FILE
+    if not path.exists():
+        return {}
+    chosen = results.read_json(path)
+    unknown = set(chosen) - {"refine_steps", "crop_mode", "threshold"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    if config is not None:
+        trained = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
+        given = config.to_dict()
+        fields = {"refine_steps": lambda c: (c.get("settings") or {}).get("test_refine", {}).get("steps"),
+                  "crop_mode": lambda c: c.get("crop_mode"), "threshold": lambda c: c.get("prediction_threshold")}
+        chosen = {k: v for k, v in chosen.items() if fields[k](given) == fields[k](trained)}
+    refine = (dataclasses.replace(model.test_refine, steps=int(chosen["refine_steps"]))
+              if "refine_steps" in chosen else None)
+    model.set_test_settings(refine=refine, crop_mode=chosen.get("crop_mode"), threshold=chosen.get("threshold"))
+    return chosen
 
 
 def check_model_dir_config(config: ExperimentConfig, model_dir, may_differ) -> Optional[Dict[str, Any]]:
@@ -211,10 +252,12 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         raise ConfigError(f"select_on={config.select_on!r} is not a metric of {config.method}; "
                           f"valid: {sorted(model.eval_trackers)}")
     if config.early_stopping_validations and not (config.select_best and data.validation is not None):
-        raise ConfigError("early_stopping_validations needs select_best and a validation split")
+        raise ConfigError(f"early_stopping_validations={config.early_stopping_validations} needs select_best "
+                          "and a validation split (set early_stopping_validations=0 to train every epoch)")
     if config.early_stopping_validations and config.final_epochs_on_all_training_data:
-        raise ConfigError("early_stopping_validations and final_epochs_on_all_training_data exclude "
-                          "each other: the epochs on train + validation follow a fixed schedule")
+        raise ConfigError(f"early_stopping_validations={config.early_stopping_validations} and "
+                          "final_epochs_on_all_training_data exclude each other: the epochs on train + "
+                          "validation follow a fixed schedule (set early_stopping_validations=0)")
     best = (BestWeights(model, monitor, patience_epochs=config.early_stopping_validations * config.validation_every)
             if (config.select_best and data.validation is not None) else None)
     checkpoint = EpochCheckpoint(model_dir / "checkpoints", model,
@@ -278,6 +321,7 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
     write_checkpoint_atomically(tf.train.Checkpoint(model=model), own_dir / FINAL_WEIGHTS)
 
     record = test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose, command=command)
+    write_chosen_test_settings(own_dir, record)
     # Every epoch of the run, also those of earlier (interrupted) processes; run directories
     # from before the epoch log have no rows for their earlier epochs.
     train_seconds = checkpoint.train_seconds() if checkpoint.rows else train_seconds_this_process
@@ -338,6 +382,7 @@ def evaluate_saved(config: ExperimentConfig, model_dir: str, results_path: Optio
     git_rev = results.git_revision()
     data, model = restore(config, model_dir)
     record = test_record(config, data, model, step_curve_steps, git_rev, verbose=verbose, command=command)
+    write_chosen_test_settings(model_dir, record)
     record["evaluated_from"] = str(model_dir)
     if results_path:
         results.write_json(results_path, record)

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Dict
 
 import tensorflow as tf
+from absl import logging
 
 from tfsp import oracles, results
 from tfsp.methods.base import StructuredModel
@@ -174,8 +175,15 @@ def export_saved_model(model: StructuredModel, export_dir) -> Path:
 
 
 def export_from_model_dir(config, model_dir, export_dir) -> Path:
-    """Restores the weights a run left in model_dir (see experiment.restore) and exports them."""
+    """Restores the weights a run left in model_dir (see experiment.restore) and exports them
+    with the test-time settings its last test pass chose on validation (select_refine_steps,
+    select_crop_mode, select_threshold; experiment.CHOSEN_TEST_SETTINGS_FILE), if any, except
+    those `config` sets otherwise than the training configuration (the user's override wins)."""
     from tfsp import experiment
 
     _, model = experiment.restore(config, model_dir)
+    # Serve what the last test pass of these weights tested, as the run's own export does.
+    chosen = experiment.apply_chosen_test_settings(model, model_dir, config)
+    if chosen:
+        logging.info("exporting with the test settings chosen on validation: %s", chosen)
     return export_saved_model(model, export_dir)
