@@ -172,6 +172,17 @@ def test_step_curve_legend_tells_variants_apart(tmp_path, monkeypatch, toy_task)
     assert labels == ["toy-dvn (task default)", "toy-dvn-long", "toy-dvn-lr"]
 
 
+def test_convergence_table_counts_steps_to_within_a_tenth_of_the_best(tmp_path, toy_task):
+    # ALEN's measure (issue 14 item 4): the first step within 0.1 points of the curve's best.
+    assert report_figures.steps_to_converge([40.0, 44.0, 45.95, 46.0, 45.0]) == 2
+    assert report_figures.steps_to_converge([46.0, 45.0]) == 0
+    curve = {"step": [0, 1, 2, 3], "example_f1": [30.0, 32.0, 33.0, 32.95]}
+    records = named({"toy-ldrsp": record("toy", "ldrsp", step_curve=curve)}, str(tmp_path))
+    table = report_figures.convergence_table(records, str(tmp_path), defaults={records[0]["_path"]})
+    assert "| toy | ldrsp | [toy-ldrsp (task default)](toy-ldrsp.json) | example_f1 30.00 | 33.00 (2) | 2 | 32.95 (3) |" in table
+    assert report_figures.convergence_table([], str(tmp_path)) == ""
+
+
 def test_validation_epochs_follow_validation_every():
     r = record("toy", "dvn")
     assert report_figures._history_epochs(r, "loss", 4) == [1, 2, 3, 4]

@@ -34,8 +34,8 @@ from absl import app, flags
 
 from tfsp.report_benchmarks import (benchmark_table, epoch_benchmark_table, segmentation_benchmark_tables,
                                     updates_benchmark_tables)
-from tfsp.report_figures import (figure_links, qualitative_figures, relative, step_curve_figure,
-                                 training_curves_figures)
+from tfsp.report_figures import (convergence_table, figure_links, qualitative_figures, relative,
+                                 step_curve_figure, training_curves_figures)
 from tfsp.results import atomic_write_text, command_line
 
 FLAGS = flags.FLAGS
@@ -357,14 +357,17 @@ def update_readme(readme: str, table: str) -> None:
 
 
 def results_page(records: List[Dict], results_dir: str, figures_dir: str, page_dir: str,
-                 command: str = "") -> str:
-    """The Markdown of the results (tables, benchmarks, figure links) for a page in page_dir."""
+                 command: str = "", defaults=frozenset()) -> str:
+    """The Markdown of the results (tables, refinement convergence, benchmarks, figure links) for
+    a page in page_dir; `defaults`: paths of the task defaults' records."""
     benchmarks = [benchmark_table(results_dir), epoch_benchmark_table(results_dir),
                   segmentation_benchmark_tables(results_dir), updates_benchmark_tables(results_dir)]
     benchmarks = [b.strip("\n") for b in benchmarks if b.strip()]
     links = figure_links(figures_dir, page_dir)
     blocks = [f"Generated from `{relative(os.path.join(results_dir, '*.json'), page_dir)}` by `{command}`." if command else "",
               results_table(records, page_dir),
+              *(["### Refinement convergence", convergence] if (convergence := convergence_table(
+                  records, page_dir, defaults)) else []),
               "### Timing benchmarks" if benchmarks else "", *benchmarks,
               "### Figures" if links else "", links]
     return "\n\n".join(b for b in blocks if b)
@@ -387,14 +390,15 @@ def main(argv):
     if FLAGS.qualitative:
         written += qualitative_figures(records, output_dir, FLAGS.qualitative_data_dir, defaults)
     command = command_line(sys.argv)
-    page = results_page(records, FLAGS.results_dir, output_dir, output_dir, command)
+    page = results_page(records, FLAGS.results_dir, output_dir, output_dir, command, defaults)
     print(page)
     atomic_write_text(os.path.join(output_dir, "results.md"), page + "\n")
     for path in written:
         print(f"wrote {path}")
     if FLAGS.readme:
         readme_dir = os.path.dirname(os.path.abspath(FLAGS.readme))
-        update_readme(FLAGS.readme, results_page(records, FLAGS.results_dir, output_dir, readme_dir, command))
+        update_readme(FLAGS.readme, results_page(records, FLAGS.results_dir, output_dir, readme_dir, command,
+                                                   defaults))
         print(f"updated {FLAGS.readme}")
 
 

@@ -1,5 +1,6 @@
 """The report's figures (matplotlib, Agg), each curve labelled by its results file: training
-curves per task, step curves, qualitative grids; and the Markdown links to them."""
+curves per task, step curves, qualitative grids; the Markdown links to them and the step
+curves' convergence table."""
 
 from __future__ import annotations
 
@@ -50,6 +51,41 @@ def step_curve_figure(records: List[Dict], path: str, defaults=frozenset()) -> b
     fig.tight_layout()
     _save(fig, path)
     return True
+
+
+CONVERGENCE_TOLERANCE = 0.1
+"""Points of the metric: a step curve has converged at the first step within this of its best
+(the ALEN paper's measure: 6 steps for ALEN, 18 for DVN)."""
+
+
+def steps_to_converge(values: List[float], tolerance: float = CONVERGENCE_TOLERANCE) -> int:
+    """The first step whose metric is within `tolerance` of the curve's best."""
+    best = max(values)
+    return next(step for step, value in enumerate(values) if value >= best - tolerance)
+
+
+def convergence_table(records: List[Dict], page_dir: str, defaults=frozenset()) -> str:
+    """Markdown: for each results file with a step curve, the metric before refinement (step 0),
+    its best and at which step, the steps to within CONVERGENCE_TOLERANCE of the best, and the
+    metric after the last step; task defaults first."""
+    curves = sorted((r for r in records if "step_curve" in r),
+                    key=lambda r: (r["task"], r["_path"] not in defaults, r["method"], _stem(r)))
+    if not curves:
+        return ""
+    lines = [f"Steps of test-time refinement to come within {CONVERGENCE_TOLERANCE} points of each "
+             "step curve's best (the ALEN paper's convergence measure), from each result's `step_curve`.",
+             "", "| task | method | file | step 0 | best (step) | steps to within "
+             f"{CONVERGENCE_TOLERANCE} | last step |", "|---|---|---|---|---|---|---|"]
+    for r in curves:
+        curve = r["step_curve"]
+        metric = next(k for k in curve if k != "step")
+        values = [float(v) for v in curve[metric]]
+        best_step = max(range(len(values)), key=lambda k: (values[k], -k))
+        link = f"[{_curve_label(r, defaults)}]({relative(r['_path'], page_dir)})"
+        lines.append(f"| {r['task']} | {r['method']} | {link} | {metric} {values[0]:.2f} | "
+                     f"{values[best_step]:.2f} ({best_step}) | {steps_to_converge(values)} | "
+                     f"{values[-1]:.2f} ({len(values) - 1}) |")
+    return "\n".join(lines)
 
 
 def _save(fig, path: str) -> None:
