@@ -103,14 +103,16 @@ CONFIG_FILE = "config.json"
 CHOSEN_TEST_SETTINGS_FILE = "chosen_test_settings.json"
 """In a model dir: the test-time settings the last test pass chose on validation (refinement
 steps, crop mode, threshold; select_*), which an export of those weights then serves."""
+CHOSEN_TEST_SETTINGS = {"refine_steps": ("refine_steps_selected", "test_refine.steps"),
+                        "crop_mode": ("crop_mode_selected", "crop_mode"),
+                        "threshold": ("threshold_selected", "prediction_threshold")}
+"""Each key of CHOSEN_TEST_SETTINGS_FILE: (the test record's field of the choice, the setting it sets)."""
 
 
 def write_chosen_test_settings(model_dir, record: Dict[str, Any]) -> None:
     """Keeps the choices `record` (a test_record) made on validation beside the weights, or
     removes an earlier pass's file when this one chose nothing."""
-    chosen = {key: record[field]["chosen"] for key, field in (
-        ("refine_steps", "refine_steps_selected"), ("crop_mode", "crop_mode_selected"),
-        ("threshold", "threshold_selected")) if field in record}
+    chosen = {key: record[field]["chosen"] for key, (field, _) in CHOSEN_TEST_SETTINGS.items() if field in record}
     path = Path(model_dir) / CHOSEN_TEST_SETTINGS_FILE
     if chosen:
         results.write_json(path, chosen)
@@ -128,15 +130,13 @@ def apply_chosen_test_settings(model: StructuredModel, model_dir,
     if not path.exists():
         return {}
     chosen = results.read_json(path)
-    unknown = set(chosen) - {"refine_steps", "crop_mode", "threshold"}
+    unknown = set(chosen) - set(CHOSEN_TEST_SETTINGS)
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
     if config is not None:
-        trained = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
-        given = config.to_dict()
-        fields = {"refine_steps": lambda c: (c.get("settings") or {}).get("test_refine", {}).get("steps"),
-                  "crop_mode": lambda c: c.get("crop_mode"), "threshold": lambda c: c.get("prediction_threshold")}
-        chosen = {k: v for k, v in chosen.items() if fields[k](given) == fields[k](trained)}
+        overridden = {name for name, _, _ in config_differences(
+            results.read_json(Path(model_dir) / CONFIG_FILE), config)}
+        chosen = {k: v for k, v in chosen.items() if CHOSEN_TEST_SETTINGS[k][1] not in overridden}
     refine = (dataclasses.replace(model.test_refine, steps=int(chosen["refine_steps"]))
               if "refine_steps" in chosen else None)
     model.set_test_settings(refine=refine, crop_mode=chosen.get("crop_mode"), threshold=chosen.get("threshold"))
