@@ -62,6 +62,9 @@ def method_config(method, **overrides):
                "adversarial": {"normalize": True, "step_size": 0.2},
                "extra_sample_weights": {"stratified": 0.5, "mismatched": 0.5}, "trajectory_weight": 0.5,
                "refine_from_zeros": 0.5}),
+    ("ldrsp", {"test_refine": {"normalize": True, "step_size": 0.2},
+               "train_refine": {"normalize": True, "step_size": 0.2},
+               "adversarial": {"normalize": True, "step_size": 0.2}, "value_loss": "cross_entropy"}),
 ])
 def test_method_learns(method, overrides):
     spec, train, test, y = synthetic_task()
@@ -83,6 +86,28 @@ def test_method_learns(method, overrides):
                                         "d_adversarial", "oracle_refined", "g_adversarial"}
         if "trajectory_weight" in overrides:
             assert np.isfinite(history.history["d_trajectory"]).all()
+
+
+def test_ldrsp_value_losses_and_their_gradients_where_the_sigmoid_saturates():
+    from tfsp.methods.ldrsp import value_regression_loss
+    scores = tf.constant([[8.0, -1.0], [0.5, 2.0]])
+    target = tf.constant([[0.0, 0.3], [1.0, 0.7]])
+    squared = value_regression_loss("squared_error", scores, target)
+    np.testing.assert_allclose(squared, 0.5 * (tf.sigmoid(scores) - target) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(value_regression_loss("cross_entropy", scores, target),
+                               -(target * tf.math.log(tf.sigmoid(scores))
+                                 + (1 - target) * tf.math.log(1 - tf.sigmoid(scores))), rtol=1e-4)
+    # A per-example target broadcasts over a patch discriminator's per-position scores.
+    assert value_regression_loss("cross_entropy", scores, tf.constant([[1.0], [0.0]])).shape == (2, 2)
+    # D valuing a bad output (v* = 0) at sigmoid(8) ≈ 1: the squared error's gradient has all but
+    # vanished (≈ 3e-4), the cross-entropy's is sigmoid(8) − 0 ≈ 1.
+    bad = tf.Variable([8.0])
+    for kind, least, most in (("squared_error", 0.0, 1e-3), ("cross_entropy", 0.99, 1.0)):
+        with tf.GradientTape() as tape:
+            loss = value_regression_loss(kind, bad, 0.0)
+        assert least <= float(tape.gradient(loss, bad)[0]) <= most, kind
+    with pytest.raises(config_lib.ConfigError, match="value_loss"):
+        config_lib.validate(method_config("ldrsp", value_loss="hinge"))
 
 
 def test_dvn_refinement_improves_its_own_value():

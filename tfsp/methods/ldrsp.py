@@ -64,6 +64,21 @@ def _half_squared_error(prediction, target):
     return 0.5 * tf.square(prediction - target)
 
 
+VALUE_LOSSES = ("squared_error", "cross_entropy")
+
+
+def value_regression_loss(kind: str, scores, target):
+    """D's per-position loss for its raw scores (logits) and oracle target(s) v* in [0, 1]:
+    squared_error, the papers' ½(sigmoid(s) − v*)², or cross_entropy, DVN's sigmoid
+    cross-entropy to v*, whose gradient sigmoid(s) − v* does not vanish where the sigmoid
+    saturates, so D can recover from valuing a bad output at 1."""
+    scores = tf.cast(scores, tf.float32)
+    target = tf.broadcast_to(tf.cast(target, tf.float32), tf.shape(scores))
+    if kind == "cross_entropy":
+        return tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=scores)
+    return _half_squared_error(tf.sigmoid(scores), target)
+
+
 @dataclasses.dataclass
 class LDRSPSettings(WithInferenceNetworkSettings):
     """d_optimizer trains D, g_optimizer G (Adam β1 0.5, as in the papers)."""
@@ -95,13 +110,17 @@ class LDRSPSettings(WithInferenceNetworkSettings):
     extra_sample_weights: Dict[str, float] = dataclasses.field(default_factory=dict)
     """Weights in D's loss of tuples made from y* alone, which the papers do not use:
     stratified (interpolations to noise), mismatched (another example's ground truth)."""
+    value_loss: str = "squared_error"
+    """D's regression loss (value_regression_loss): squared_error as in the papers, or
+    cross_entropy as DVN's; G's adversarial term stays ½(D(x, G(x)) − 1)²."""
 
     RANGES: ClassVar = {"generator_adversarial_weight": at_least(0), "task_loss_weight": at_least(0),
                         "inference_weight": at_least(0),
                         "adversarial_weight": at_least(0), "trajectory_weight": at_least(0),
                         "refine_from_zeros": PROBABILITY, "g_pretrain_updates": at_least(0),
                         "d_warmup_updates": at_least(0), "noisy_weight": at_least(0), "noise_std": at_least(0),
-                        "extra_sample_weights": each(at_least(0))}
+                        "extra_sample_weights": each(at_least(0)),
+                        "value_loss": ((lambda v: v in VALUE_LOSSES), " or ".join(VALUE_LOSSES))}
 
 
 class PhaseSchedule(keras.callbacks.Callback):
@@ -151,6 +170,9 @@ class LDRSP(WithInferenceNetwork):
         extra = checked_sample_weights(settings.extra_sample_weights, EXTRA_SAMPLE_KINDS, "LDRSP extra")
         self.extra_sample_weights = extra
         self.noisy_weight, self.noise_std = float(settings.noisy_weight), float(settings.noise_std)
+        if settings.value_loss not in VALUE_LOSSES:
+            raise ValueError(f"LDRSP value_loss must be one of {VALUE_LOSSES}, got {settings.value_loss!r}")
+        self.value_loss = settings.value_loss
         self.g_pretrain_updates = int(settings.g_pretrain_updates)
         self.d_warmup_updates = int(settings.d_warmup_updates)
         self.training_phase = "joint"
@@ -198,7 +220,7 @@ class LDRSP(WithInferenceNetwork):
         logits = tf.stop_gradient(self.inference_net(x, training=False))
         y_g = self.spec.output_probabilities(logits)
         context = self.value_net.precompute(x)
-        value_map, value_fn = self.value_map(context), self.value_from(context)
+        value_fn = self.value_from(context)
         samples = {"inference_net": y_g}
         if self.noisy_weight:
             samples["noisy_inference_net"] = self.spec.output_probabilities(
@@ -215,7 +237,8 @@ class LDRSP(WithInferenceNetwork):
         if self.adversarial_weight:
             def regression_loss(y):
                 target = tf.stop_gradient(oracle(y, y_true))
-                return per_example_mean(_half_squared_error(value_map(y), target))
+                return per_example_mean(value_regression_loss(
+                    self.value_loss, self.value_net.score(context, y), target))
             samples["adversarial"] = adversarial_samples(self, regression_loss, value_fn,
                                                               y_true, y_g, self.adversarial)
         samples.update(reference_samples(self, self.extra_sample_weights, y_true))
@@ -242,17 +265,19 @@ class LDRSP(WithInferenceNetwork):
         samples = self.generate_samples(x, y_true)
         targets = {kind: oracle(y, y_true) for kind, y in samples.items()}
 
-        # D: least-squares regression to 1 on y* and to v* on the samples.
+        # D: regression (least squares in the papers) to 1 on y* and to v* on the samples.
         weights = {"inference_net": 1.0, "refined": self.inference_weight,
                    "adversarial": self.adversarial_weight, "trajectory": self.trajectory_weight,
                    "noisy_inference_net": self.noisy_weight,
                    **self.extra_sample_weights}
         with tf.GradientTape() as tape:
-            d = self.value_map(self.value_net.precompute(x, training=True), training=True)
-            value_truth = d(y_true)
-            d_terms = {"ground_truth": batch.mean(_half_squared_error(value_truth, 1.0))}
+            context = self.value_net.precompute(x, training=True)
+            scores_truth = self.value_net.score(context, y_true, training=True)
+            value_truth = tf.sigmoid(scores_truth)
+            d_terms = {"ground_truth": batch.mean(value_regression_loss(self.value_loss, scores_truth, 1.0))}
             for kind, y in samples.items():
-                d_terms[kind] = batch.mean(_half_squared_error(d(y), targets[kind]))
+                d_terms[kind] = batch.mean(value_regression_loss(
+                    self.value_loss, self.value_net.score(context, y, training=True), targets[kind]))
             d_loss = d_terms["ground_truth"] + tf.add_n(
                 [weights[kind] * d_terms[kind] for kind in samples])
             d_loss += batch.penalty(self.value_net.losses)
