@@ -6,7 +6,8 @@
 #
 #   DATA=/path/to/folder/with/mulan/bibtex SEEDS="0 1 2" bash launch/bibtex_adversarial_baselines.sh
 #
-# METHODS="aen alen_no_task_loss" reruns only those rows.
+# METHODS="aen alen_no_task_loss" reruns only those rows; launcher flags given to the script
+# are passed to every run (e.g. --overwrite_results after a default changed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-${TFSP_DATA_DIR:-../shared/data}}
@@ -19,6 +20,6 @@ for seed in $SEEDS; do
   for method in $METHODS; do
     python -m tfsp.launch --task=bibtex --method=$method --data_dir="$DATA" --seed="$seed" --verbose=2 \
       --model_dir="$RUNS/bibtex-$method$suffix" --results_suffix="$suffix" \
-      $([ "$seed" = 0 ] && echo --step_curve=30)
+      $([ "$seed" = 0 ] && echo --step_curve=30) "$@"
   done
 done
