@@ -199,3 +199,8 @@ for seed in 1 2; do
   python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=$seed --step_curve=30 --verbose=2 \
     --model_dir="$RUNS/horses-ldrsp-default-seed$seed" --results_suffix=-default
 done
+
+# The LDRSP default with D regressing v* by sigmoid cross-entropy (DVN's loss) instead of the
+# papers' squared error, whose gradient vanishes where D's sigmoid saturates.
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --set value_loss=cross_entropy --model_dir="$RUNS/horses-ldrsp-cross-entropy" --results_suffix=-cross-entropy
