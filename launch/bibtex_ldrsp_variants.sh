@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Reproduces results/bibtex-ldrsp-variant-*.json: LDRSP on real Bibtex, seed 0, with one of the
+# recipe's options of issue 13 changed from the task file's default, to choose among them on
+# validation (each record's history holds val_example_f1 and val_inference_net_example_f1).
+#
+#   DATA=/path/to/folder/with/mulan/bibtex bash launch/bibtex_ldrsp_variants.sh [launcher flags...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-${TFSP_DATA_DIR:-../shared/data}}
+RUNS=${RUNS:-runs}
+
+variant() {  # name [--set ...]
+  local name=$1; shift
+  python -m tfsp.launch --task=bibtex --method=ldrsp --data_dir="$DATA" --seed=0 --verbose=2 \
+    --model_dir="$RUNS/bibtex-ldrsp-variant-$name" --results_suffix="-variant-$name" "$@"
+}
+# D also fitted on noisy G outputs sigmoid(logits + s·ε), nearer G's errors on new examples than
+# its near-perfect outputs on the training set.
+variant noisy1 --set noisy_weight=1 --set noise_std=1 "$@"
+variant noisy2 --set noisy_weight=1 --set noise_std=2 "$@"
+# Test-time steps (up to 30) chosen on validation.
+variant select30 --set select_refine_steps=true --set test_refine.steps=30 "$@"
+# D also fitted on iterates along the training refinement's path, and on refinements from zeros.
+variant trajectory --set trajectory_weight=1 "$@"
+variant zeros-half --set refine_from_zeros=0.5 "$@"
