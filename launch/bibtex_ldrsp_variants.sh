@@ -4,6 +4,8 @@
 # validation (each record's history holds val_example_f1 and val_inference_net_example_f1).
 #
 #   DATA=/path/to/folder/with/mulan/bibtex bash launch/bibtex_ldrsp_variants.sh [launcher flags...]
+#
+# VARIANTS="noisy4 schedule" runs only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-${TFSP_DATA_DIR:-../shared/data}}
@@ -11,6 +13,7 @@ RUNS=${RUNS:-runs}
 
 variant() {  # name [--set ...]
   local name=$1; shift
+  case " ${VARIANTS:-all} " in *" all "*|*" $name "*) ;; *) return 0 ;; esac
   python -m tfsp.launch --task=bibtex --method=ldrsp --data_dir="$DATA" --seed=0 --verbose=2 \
     --model_dir="$RUNS/bibtex-ldrsp-variant-$name" --results_suffix="-variant-$name" "$@"
 }
@@ -23,3 +26,7 @@ variant select30 --set select_refine_steps=true --set test_refine.steps=30 "$@"
 # D also fitted on iterates along the training refinement's path, and on refinements from zeros.
 variant trajectory --set trajectory_weight=1 "$@"
 variant zeros-half --set refine_from_zeros=0.5 "$@"
+variant noisy4 --set noisy_weight=1 --set noise_std=4 "$@"
+# The schedule of issue 13: G on cross-entropy alone for 10 of the 30 epochs (2,320 updates),
+# then D alone on the frozen G for 5 (1,160), then joint training.
+variant schedule --set g_pretrain_updates=2320 --set d_warmup_updates=1160 "$@"
