@@ -30,3 +30,6 @@ variant noisy4 --set noisy_weight=1 --set noise_std=4 "$@"
 # The schedule of issue 13: G on cross-entropy alone for 10 of the 30 epochs (2,320 updates),
 # then D alone on the frozen G for 5 (1,160), then joint training.
 variant schedule --set g_pretrain_updates=2320 --set d_warmup_updates=1160 "$@"
+# Every training refinement from zeros; half from zeros with the schedule above.
+variant zeros1 --set refine_from_zeros=1 "$@"
+variant zeros-half-schedule --set refine_from_zeros=0.5 --set g_pretrain_updates=2320 --set d_warmup_updates=1160 "$@"
