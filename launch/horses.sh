@@ -204,3 +204,7 @@ done
 # papers' squared error, whose gradient vanishes where D's sigmoid saturates.
 python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
   --set value_loss=cross_entropy --model_dir="$RUNS/horses-ldrsp-cross-entropy" --results_suffix=-cross-entropy
+for seed in 1 2; do
+  python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=$seed --step_curve=30 --verbose=2 \
+    --set value_loss=cross_entropy --model_dir="$RUNS/horses-ldrsp-cross-entropy-seed$seed" --results_suffix=-cross-entropy
+done
