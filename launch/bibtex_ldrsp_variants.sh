@@ -33,3 +33,8 @@ variant schedule --set g_pretrain_updates=2320 --set d_warmup_updates=1160 "$@"
 # Every training refinement from zeros; half from zeros with the schedule above.
 variant zeros1 --set refine_from_zeros=1 "$@"
 variant zeros-half-schedule --set refine_from_zeros=0.5 --set g_pretrain_updates=2320 --set d_warmup_updates=1160 "$@"
+# On top of the default chosen from the above (every training refinement from zeros):
+variant z1-select30 --set select_refine_steps=true --set test_refine.steps=30 "$@"
+variant z1-trajectory --set trajectory_weight=1 "$@"
+variant z1-noisy2 --set noisy_weight=1 --set noise_std=2 "$@"
+variant z1-eta1 --set test_refine.step_size=1.0 --set train_refine.step_size=1.0 "$@"
