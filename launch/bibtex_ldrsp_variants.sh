@@ -38,3 +38,14 @@ variant z1-select30 --set select_refine_steps=true --set test_refine.steps=30 "$
 variant z1-trajectory --set trajectory_weight=1 "$@"
 variant z1-noisy2 --set noisy_weight=1 --set noise_std=2 "$@"
 variant z1-eta1 --set test_refine.step_size=1.0 --set train_refine.step_size=1.0 "$@"
+# Also on top of the default: the test step count chosen on validation among 0..30 while the
+# training-time validation keeps the 6 steps; D's capacity, learning rate and the adversarial
+# tuples' steps; the weight of G's adversarial term; twice the epochs.
+variant up30 --set select_refine_steps=true --set select_refine_steps_up_to=30 "$@"
+variant d-wide --set 'value_net.hidden=[300]' --set value_net.num_pairwise=32 "$@"
+variant d-pairwise64 --set value_net.num_pairwise=64 "$@"
+variant d-lr1e-3 --set d_optimizer.learning_rate=0.001 "$@"
+variant adversarial3 --set adversarial.steps=3 "$@"
+variant g-adversarial0.3 --set generator_adversarial_weight=0.3 "$@"
+variant g-adversarial3 --set generator_adversarial_weight=3 "$@"
+variant epochs60 --set epochs=60 --set 'd_optimizer.decay_epochs=[30,50]' --set 'g_optimizer.decay_epochs=[30,50]' "$@"

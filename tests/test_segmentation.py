@@ -127,6 +127,10 @@ def test_segmentation_methods_learn_toy_shapes(method, extra):
             assert selected["configured"] == 5 and model.test_refine.steps == selected["chosen"]
             assert selected["validation_curve"]["mean_iou"][selected["chosen"]] == best
             assert evaluation.evaluate(model, test)["mean_iou"] == pytest.approx(best, abs=1e-3)
+            # up_to widens the candidates beyond the configured steps (training validation keeps them).
+            wider = evaluation.select_refine_steps(model, test, up_to=8)
+            assert wider["validation_curve"]["step"] == list(range(9))
+            assert wider["validation_curve"]["mean_iou"][wider["chosen"]] == max(wider["validation_curve"]["mean_iou"])
     outputs = model.predict(test, verbose=0)
     assert outputs["y"].shape == (32, 32, 32, 1)
 

@@ -145,6 +145,9 @@ class ExperimentConfig:
     """Before testing, pick the number of test-time refinement steps (0..test_refine.steps)
     that maximizes the primary metric on the validation split (results JSON
     `refine_steps_selected`); the papers' step counts were not tuned on this data."""
+    select_refine_steps_up_to: int = 0
+    """If > test_refine.steps: select_refine_steps compares 0..this many steps, while the
+    periodic validation during training (model selection) keeps refining test_refine.steps."""
     compare_crop_modes: bool = True
     """Segmentation with refinement: also evaluate the test set with the other crop mode
     (results JSON `metrics_by_crop_mode`); one more refinement pass over the test set."""
@@ -204,7 +207,7 @@ class ExperimentConfig:
                         "validation_every": at_least(1), "seed": at_least(0), "updates": at_least(0),
                         "checkpoint_every": at_least(1), "validation_images": at_least(0),
                         "validation_crop_grid": at_least(0), "early_stopping_validations": at_least(0),
-                        "prediction_threshold": OPEN_FRACTION}
+                        "select_refine_steps_up_to": at_least(0), "prediction_threshold": OPEN_FRACTION}
     """epochs >= 1 because every run, trained or evaluated, has trained at least one epoch (a
     run of 0 epochs would record untrained weights)."""
 

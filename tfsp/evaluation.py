@@ -95,7 +95,8 @@ def test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel
         crop_mode_selected = select_crop_mode(model, data.validation, verbose=verbose)
     selected = threshold_selected = None
     if config.select_refine_steps and model.refines:
-        selected = select_refine_steps(model, data.validation, verbose=verbose)
+        selected = select_refine_steps(model, data.validation, verbose=verbose,
+                                       up_to=config.select_refine_steps_up_to)
     if config.select_threshold:
         threshold_selected = select_threshold(model, data.validation, verbose=verbose)
     curve = None
@@ -195,13 +196,14 @@ def select_crop_mode(model: StructuredModel, validation, verbose=0) -> Dict[str,
     return {"chosen": chosen, "configured": configured, "validation": by_mode}
 
 
-def select_refine_steps(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
-    """Sets model.test_refine.steps to the step count (0..steps; the fewest among ties) with the
-    best primary metric on `validation`; returns {"chosen", "configured", "validation_curve"}."""
+def select_refine_steps(model: StructuredModel, validation, verbose=0, up_to: int = 0) -> Dict[str, Any]:
+    """Sets model.test_refine.steps to the step count (0..max(steps, up_to); the fewest among
+    ties) with the best primary metric on `validation`; returns {"chosen", "configured",
+    "validation_curve"}."""
     if validation is None:
         raise ConfigError("select_refine_steps needs a validation split; this task's data has none")
     configured = model.test_refine.steps
-    curve = step_curve(model, validation, configured, verbose=verbose)
+    curve = step_curve(model, validation, max(configured, up_to), verbose=verbose)
     values = curve[model.spec.primary_metric]
     chosen = int(max(range(len(values)), key=lambda k: (values[k], -k)))
     model.set_test_settings(refine=dataclasses.replace(model.test_refine, steps=chosen))

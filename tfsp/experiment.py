@@ -87,8 +87,8 @@ def _setup(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] 
     return data, model
 
 
-RESUME_MAY_CHANGE = LOCATION_FIELDS + ("select_refine_steps", "select_crop_mode", "select_threshold",
-                                       "compare_crop_modes")
+RESUME_MAY_CHANGE = LOCATION_FIELDS + ("select_refine_steps", "select_refine_steps_up_to",
+                                       "select_crop_mode", "select_threshold", "compare_crop_modes")
 """Fields a rerun into a model dir holding trained weights may set otherwise than the run that
 trained them: where the data is, and what happens only after training (choosing the test-time
 step count, crop mode or threshold on validation, scoring the other crop mode). test_refine,
