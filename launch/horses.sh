@@ -208,3 +208,9 @@ for seed in 1 2; do
   python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=$seed --step_curve=30 --verbose=2 \
     --set value_loss=cross_entropy --model_dir="$RUNS/horses-ldrsp-cross-entropy-seed$seed" --results_suffix=-cross-entropy
 done
+
+# The cross-entropy LDRSP with G's adversarial term at weight 0.3: on Bibtex a lower weight left
+# more of D's knowledge for refinement to add (launch/bibtex_ldrsp_variants.sh, g-adversarial*).
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 \
+  --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3" --results_suffix=-cross-entropy-g-adversarial0.3
