@@ -12,16 +12,9 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-${TFSP_DATA_DIR:-../shared/data}}
 RUNS=${RUNS:-runs}
 
-variant() {  # name [--set ...]; TRAINED_IN=<variant> reuses that variant's trained weights
-  local name=$1; shift
-  case " ${VARIANTS:-all} " in *" all "*|*" $name "*) ;; *) return 0 ;; esac
-  local seed dir
-  for seed in ${SEEDS:-0}; do
-    dir="$RUNS/bibtex-dvn-variant-${TRAINED_IN:-$name}"; [ "$seed" = 0 ] || dir="$dir-seed$seed"
-    python -m tfsp.launch --task=bibtex --method=dvn --data_dir="$DATA" --seed="$seed" --verbose=2 \
-      --step_curve=30 --model_dir="$dir" --results_suffix="-variant-$name" "$@"
-  done
-}
+source launch/variants.sh
+VARIANT_FLAGS=(--step_curve=30)
+variant() { variant_runs dvn "$@"; }  # name [--set ...]
 # 200 epochs with the learning-rate decays at 80 and 160, then the 15 on all training data.
 variant e200 --set epochs=200 --set 'optimizer.decay_epochs=[80,160]' "$@"
 # The same weights with the test step count chosen on validation (0..20; validation was also

@@ -11,16 +11,8 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-${TFSP_DATA_DIR:-../shared/data}}
 RUNS=${RUNS:-runs}
 
-variant() {  # name [--set ...]
-  local name=$1; shift
-  case " ${VARIANTS:-all} " in *" all "*|*" $name "*) ;; *) return 0 ;; esac
-  local seed dir
-  for seed in ${SEEDS:-0}; do
-    dir="$RUNS/bibtex-ldrsp-variant-$name"; [ "$seed" = 0 ] || dir="$dir-seed$seed"
-    python -m tfsp.launch --task=bibtex --method=ldrsp --data_dir="$DATA" --seed="$seed" --verbose=2 \
-      --model_dir="$dir" --results_suffix="-variant-$name" "$@"
-  done
-}
+source launch/variants.sh
+variant() { variant_runs ldrsp "$@"; }  # name [--set ...]
 # D also fitted on noisy G outputs sigmoid(logits + s·ε), nearer G's errors on new examples than
 # its near-perfect outputs on the training set.
 variant noisy1 --set noisy_weight=1 --set noise_std=1 "$@"
