@@ -1,7 +1,10 @@
 """Shared fixtures: tiny synthetic data, made by the tests, never read from ../shared."""
 
+import contextlib
+import io
 import os
 import subprocess
+import sys
 
 # Quiet TF's C++ start-up logs in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -65,6 +68,31 @@ def run_concurrently(commands, timeout=600, **popen_args):
             if process.poll() is None:
                 process.kill()
     return finished
+
+
+def launch_in_process(*args, cwd=None):
+    """`python -m tfsp.launch *args` run by tfsp.launch.main in this process: a CompletedProcess
+    with the status and what the launcher printed. It skips an interpreter start and a TensorFlow
+    import (seconds each); tests of what only a fresh process shows (start-up output, a kill,
+    devices, workers) launch one instead."""
+    from absl import flags
+
+    from tfsp import launch
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, previous_cwd = sys.argv, os.getcwd()
+    flags.FLAGS(["tfsp.launch", *args])
+    try:
+        sys.argv = [launch.__file__, *args]  # as `python -m` sets it: the record's command
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = launch.main(["tfsp.launch"])
+    finally:
+        sys.argv = argv
+        os.chdir(previous_cwd)
+        flags.FLAGS.unparse_flags()
+    return subprocess.CompletedProcess(["tfsp.launch", *args], status, out.getvalue(), err.getvalue())
 
 
 def write_tiny_mulan(folder):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_concurrently
 from tfsp import config as config_lib
 from tfsp import experiment, export
 from tfsp.spec import multiclass_segmentation_spec
@@ -24,24 +25,38 @@ LAUNCH_ENV = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"
 TENSORFLOW_CHATTER = re.compile(r"cuInit|oneDNN|cuda drivers|absl::InitializeLog|cpu_feature_guard|"
                                 r"Sharding callback|fingerprint|Assets written|signature_serialization")
 
-# A fresh interpreter: loads the SavedModel with TensorFlow alone (no tfsp) and runs one signature.
+# A fresh interpreter: loads each SavedModel with TensorFlow alone (no tfsp) and runs one signature.
 SERVE = """
 import sys, numpy as np, tensorflow as tf
-export_dir, signature, name, inputs, outputs = sys.argv[1:]
-loaded = tf.saved_model.load(export_dir)
-result = loaded.signatures[signature](**{name: tf.constant(np.load(inputs))})
-np.savez(outputs, **{k: v.numpy() for k, v in result.items()})
+signature, name, inputs, *dirs_and_outputs = sys.argv[1:]
+x = tf.constant(np.load(inputs))
+for export_dir, outputs in zip(dirs_and_outputs[::2], dirs_and_outputs[1::2]):
+    result = tf.saved_model.load(export_dir).signatures[signature](**{name: x})
+    np.savez(outputs, **{k: v.numpy() for k, v in result.items()})
 """
+# tfsp not importable there: the SavedModel must stand alone.
+SERVE_ENV = dict(ENV, PYTHONPATH="")
+
+
+def serving_command(export_dirs, signature, name, x, tmp_path):
+    """(command serving x with each of export_dirs in one fresh interpreter, its output files)."""
+    np.save(tmp_path / "x.npy", x)
+    outputs = [tmp_path / f"out{i}.npz" for i in range(len(export_dirs))]
+    command = [sys.executable, "-c", SERVE, signature, name, str(tmp_path / "x.npy")]
+    for export_dir, output in zip(export_dirs, outputs):
+        command += [str(export_dir), str(output)]
+    return command, outputs
+
+
+def served_outputs(proc, outputs):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [dict(np.load(output)) for output in outputs]
 
 
 def serve_in_fresh_process(export_dir, signature, name, x, tmp_path):
-    np.save(tmp_path / "x.npy", x)
-    env = dict(ENV, PYTHONPATH="")  # tfsp not importable: the SavedModel must stand alone
-    proc = subprocess.run([sys.executable, "-c", SERVE, str(export_dir), signature, name,
-                           str(tmp_path / "x.npy"), str(tmp_path / "out.npz")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(np.load(tmp_path / "out.npz"))
+    command, outputs = serving_command([export_dir], signature, name, x, tmp_path)
+    proc = subprocess.run(command, cwd=tmp_path, env=SERVE_ENV, capture_output=True, text=True, timeout=300)
+    return served_outputs(proc, outputs)[0]
 
 
 def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions(tiny_mulan, tmp_path):
@@ -69,25 +84,28 @@ def test_launch_exports_a_versioned_saved_model_that_serves_the_same_predictions
     x, _ = next(iter(data.test))
     expected = model.predict_step(x)
 
-    served = serve_in_fresh_process(export_dir / "1", "serving_default", "inputs", x.numpy(), tmp_path)
-    assert set(served) == {"prediction", "labels", "value", "prediction_inference_net"}
-    np.testing.assert_allclose(served["prediction"], expected["y"].numpy(), atol=1e-5)
-    np.testing.assert_allclose(served["value"], expected["value"].numpy(), atol=1e-5)
-    np.testing.assert_allclose(served["prediction_inference_net"], expected["y_inference_net"].numpy(), atol=1e-5)
-    np.testing.assert_array_equal(served["labels"], expected["labels"].numpy())
-    from_checkpoint = serve_in_fresh_process(export_dir / "2", "serving_default", "inputs", x.numpy(), tmp_path)
-    np.testing.assert_allclose(from_checkpoint["prediction"], served["prediction"], atol=1e-5)
-    np.testing.assert_array_equal(from_checkpoint["labels"], served["labels"])
+    # Both versions served in a fresh interpreter while saved_model_cli (installed with
+    # TensorFlow) shows the second's signature with its named inputs and outputs.
+    serve, outputs = serving_command([export_dir / "1", export_dir / "2"], "serving_default", "inputs",
+                                     x.numpy(), tmp_path)
+    cli_show = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",
+                "--dir", str(export_dir / "2"), "--all"]
+    serving, cli = run_concurrently([serve, cli_show], timeout=300, cwd=tmp_path, env=SERVE_ENV)
+    from_training, from_checkpoint = served_outputs(serving, outputs)
+    assert set(from_training) == {"prediction", "labels", "value", "prediction_inference_net"}
+    np.testing.assert_allclose(from_training["prediction"], expected["y"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(from_training["value"], expected["value"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(from_training["prediction_inference_net"], expected["y_inference_net"].numpy(),
+                               atol=1e-5)
+    np.testing.assert_array_equal(from_training["labels"], expected["labels"].numpy())
+    np.testing.assert_allclose(from_checkpoint["prediction"], from_training["prediction"], atol=1e-5)
+    np.testing.assert_array_equal(from_checkpoint["labels"], from_training["labels"])
     # A step count given at export (other than the training config's) wins over the chosen one.
     overridden = config_lib.merge_into(config_lib.ExperimentConfig(),
                                        json.loads((run_dir / "config.json").read_text()), "config.json")
     overridden.settings.test_refine.steps = 7
     assert set(experiment.apply_chosen_test_settings(model, run_dir, overridden)) == {"threshold"}
 
-    # saved_model_cli (installed with TensorFlow) shows the signature with its named inputs and outputs.
-    cli = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",
-                          "--dir", str(export_dir / "2"), "--all"],
-                         env=ENV, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr[-3000:]
     default = cli.stdout.split("signature_def['serving_default']")[1]
     for name in ("inputs['inputs']", "outputs['prediction']", "outputs['labels']", "outputs['value']"):

@@ -2,13 +2,12 @@
 differences, each new method learning on synthetic correlated labels, and the launcher end to end."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import launch_in_process
 from test_methods import chance_f1, method_config, synthetic_task
 from tfsp import evaluation, experiment
 from tfsp.methods import implicit_gradient
@@ -146,12 +145,11 @@ def test_unknown_primary_loss_is_an_error():
 # ----- the launcher ----------------------------------------------------------------------------
 def test_launch_implicit_on_tiny_arff(tiny_mulan, tmp_path):
     arff, xml = tiny_mulan
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfsp.launch", "--task=mlc", "--method=implicit", "--primary_loss=cd",
-         f"--arff={arff}", f"--xml={xml}", f"--model_dir={tmp_path / 'run'}",
-         f"--results_dir={tmp_path / 'results'}", "--epochs=2", "--refine_steps=3",
-         "--set", "implicit.neumann_terms=2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = launch_in_process(
+        "--task=mlc", "--method=implicit", "--primary_loss=cd",
+        f"--arff={arff}", f"--xml={xml}", f"--model_dir={tmp_path / 'run'}",
+        f"--results_dir={tmp_path / 'results'}", "--epochs=2", "--refine_steps=3",
+        "--set", "implicit.neumann_terms=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "results" / "mlc-implicit-cd.json").read_text())
     assert record["variant"] == "cd" and record["config"]["settings"]["primary_loss"] == "cd"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import launch_in_process
 from tfsp import config as config_lib
 from tfsp import experiment
 
@@ -51,18 +52,19 @@ def test_launch_end_to_end_on_tiny_arff(tiny_mulan, tmp_path):
 
     # Rerunning the same command with more epochs resumes after the last finished epoch instead of
     # starting over (and replaces the record of the run it extends).
-    proc = launch("--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
-                  f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
-                  "--epochs=3", "--refine_steps=4", cwd=tmp_path)
+    # (This and the next launch in this process: the fresh one above covered start-up.)
+    proc = launch_in_process("--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
+                             f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
+                             "--epochs=3", "--refine_steps=4", "--verbose=0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "results" / "mlc-ldrsp.json").read_text())
     assert record["initial_epoch"] == 2 and record["epochs_run"] == 1
 
     # --mode=evaluate re-evaluates the kept weights (given the settings that trained them), here
     # with other refinement settings.
-    proc = launch("--mode=evaluate", "--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
-                  f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'eval'}",
-                  "--epochs=3", "--refine_steps=0", cwd=tmp_path)
+    proc = launch_in_process("--mode=evaluate", "--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
+                             f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'eval'}",
+                             "--epochs=3", "--refine_steps=0", "--verbose=0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval" / "mlc-ldrsp.json").read_text())
     # With no refinement steps the final prediction is G(x) alone.
@@ -74,11 +76,16 @@ def test_launch_end_to_end_on_tiny_arff(tiny_mulan, tmp_path):
 def test_unknown_task_and_method_list_valid_ones(tmp_path):
     from conftest import run_concurrently
 
-    task, method = run_concurrently([[sys.executable, "-m", "tfsp.launch", *args]
-                                     for args in (["--task=nope"], ["--task=bibtex", "--method=nope"])],
-                                    timeout=300, cwd=tmp_path, env=ENV)
+    task, method, value = run_concurrently(
+        [[sys.executable, "-m", "tfsp.launch", *args]
+         for args in (["--task=nope"], ["--task=bibtex", "--method=nope"], ["--task=mlc", "--set", "data.batch_size=abc"])],
+        timeout=300, cwd=tmp_path, env=ENV)
     assert task.returncode != 0 and "bibtex" in task.stderr
     assert method.returncode != 0 and "ldrsp" in method.stderr and "dvn" in method.stderr
+    # A bad value: status 2 and one line, without absl's usage text (tests/test_run_records.py
+    # checks the other bad values in-process).
+    assert value.returncode == 2
+    assert value.stderr.strip() == "error: command line: data.batch_size: expected an integer, got 'abc'", value.stderr
 
 
 def test_missing_data_names_the_files(tmp_path):

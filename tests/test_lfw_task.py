@@ -7,15 +7,13 @@ the loader tests' helper `_lfw_tree` (tests/test_images_data.py).
 import dataclasses
 import io
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
+from conftest import launch_in_process
 from tfsp import config as config_lib
 from tfsp import experiment
 from tfsp.config import DataConfig
@@ -25,20 +23,18 @@ from tfsp.datasets import build_task_data, lfw_test_metrics
 from tfsp.spec import metric_sums, metric_values, multiclass_segmentation_spec
 from test_images_data import _brute_superpixel_accuracy, _lfw_tree
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 SMALL = {"inference_net": {"filters": [4, 8, 8]}, "value_net": {"filters": [4, 8, 8], "dense": [16, 8]}}
 
 
 def test_lfw_launch_end_to_end(tmp_path):
     # 40x40 stands in for LFW's 250x250 (the full-resolution metric keeps its name).
     lfw, _, _ = _lfw_tree(tmp_path / "data", size=40, superpixels=True)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfsp.launch", "--task=lfw", f"--data_dir={lfw}", "--epochs=1",
-         f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
-         "--set", "inference_net.filters=[4,8,8]", "--set", "value_net.filters=[4,8,8]",
-         "--set", "test_refine.steps=2", "--set", "train_refine.steps=1", "--set", "data.crop_grid=2",
-         "--set", "validation_every=1", "--set", "compare_crop_modes=false"],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = launch_in_process(
+        "--task=lfw", f"--data_dir={lfw}", "--epochs=1",
+        f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
+        "--set", "inference_net.filters=[4,8,8]", "--set", "value_net.filters=[4,8,8]",
+        "--set", "test_refine.steps=2", "--set", "train_refine.steps=1", "--set", "data.crop_grid=2",
+        "--set", "validation_every=1", "--set", "compare_crop_modes=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "results" / "lfw-ldrsp.json").read_text())
     assert record["sizes"] == {"train": 2, "validation": 1, "test": 1}
@@ -50,13 +46,12 @@ def test_lfw_launch_end_to_end(tmp_path):
     assert "metrics_by_crop_mode" not in record  # compare_crop_modes=false skips that test pass
 
     # --mode=probe: D's value vs the oracle for reference outputs, from the run's weights.
-    probe = subprocess.run(
-        [sys.executable, "-m", "tfsp.launch", "--task=lfw", f"--data_dir={lfw}", "--mode=probe",
-         f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}", "--epochs=1",
-         "--set", "inference_net.filters=[4,8,8]", "--set", "value_net.filters=[4,8,8]",
-         "--set", "test_refine.steps=2", "--set", "train_refine.steps=1", "--set", "data.crop_grid=2",
-         "--set", "validation_every=1"],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    probe = launch_in_process(
+        "--task=lfw", f"--data_dir={lfw}", "--mode=probe",
+        f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}", "--epochs=1",
+        "--set", "inference_net.filters=[4,8,8]", "--set", "value_net.filters=[4,8,8]",
+        "--set", "test_refine.steps=2", "--set", "train_refine.steps=1", "--set", "data.crop_grid=2",
+        "--set", "validation_every=1", cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr[-3000:]
     probed = json.loads((tmp_path / "results" / "lfw-ldrsp-probe.json").read_text())["probe"]
     assert set(probed) == {"ground_truth", "prediction", "zeros", "noise", "shifted_ground_truth",

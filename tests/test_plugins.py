@@ -3,14 +3,14 @@ cross-entropy) and runs it through the launcher, in-process, on a task file of i
 
 import dataclasses
 import json
+import sys
 from typing import ClassVar
 
 import pytest
 import tensorflow as tf
-from absl import flags
 
+from conftest import launch_in_process
 from tfsp import config as config_lib
-from tfsp import launch
 from tfsp.methods import StructuredModel, registry
 
 
@@ -64,12 +64,11 @@ def task_file(tmp_path, tiny_mulan):
 
 
 def launched(*args):
-    """tfsp.launch.main in this process with these flags (reset afterwards)."""
-    flags.FLAGS(["tfsp.launch", *args])
-    try:
-        return launch.main(["tfsp.launch"])
-    finally:
-        flags.FLAGS.unparse_flags()
+    """The launcher's status; what it printed passed on (to capsys)."""
+    proc = launch_in_process(*args)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
 
 
 def test_a_method_registered_by_a_test_file_runs_through_the_launcher(task_file, tmp_path):

@@ -251,9 +251,9 @@ BAD_ASSIGNMENTS = [
 
 @pytest.fixture(scope="module")
 def bad_value_launches(tmp_path_factory):
-    """{flag or assignment: (finished launcher process, its folder)} for every bad value below,
-    launched all at once (each costs a TensorFlow import, nothing else)."""
-    from conftest import run_concurrently, write_tiny_mulan
+    """{flag or assignment: (finished launcher run, its folder)} for every bad value below, run
+    in this process (tests/test_launch.py checks one through a fresh `python -m tfsp.launch`)."""
+    from conftest import launch_in_process, write_tiny_mulan
 
     root = tmp_path_factory.mktemp("bad_values")
     arff, xml = write_tiny_mulan(root)
@@ -267,10 +267,7 @@ def bad_value_launches(tmp_path_factory):
         folder = root / f"assignment{i}"
         folder.mkdir()
         cases[assignment] = (folder, ["--task=mlc", "--set", assignment, f"--model_dir={folder / 'run'}"])
-    names = list(cases)
-    finished = run_concurrently([[sys.executable, "-m", "tfsp.launch", *cases[name][1]] for name in names],
-                                timeout=300, env=ENV, cwd=root)
-    return {name: (proc, cases[name][0]) for name, proc in zip(names, finished)}
+    return {name: (launch_in_process(*args, cwd=root), folder) for name, (folder, args) in cases.items()}
 
 
 @pytest.mark.parametrize("flag,named", BAD_FLAGS)
