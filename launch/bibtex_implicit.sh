@@ -23,8 +23,6 @@ implicit cd 15 ""
 implicit ssvm 15 ""
 implicit dvn 15 ""
 python -m tfsp.launch --task=bibtex --method=spen --data_dir="$DATA" --model_dir="$RUNS/bibtex-spen" --verbose=2
-python -m tfsp.launch --task=bibtex --method=infnet --data_dir="$DATA" --model_dir="$RUNS/bibtex-infnet" \
-  --epochs=25 --verbose=2
 implicit cd 20 -select-inference-net "${SELECT_A[@]}"
 python launch/benchmark_epoch.py --data_dir="$DATA" --output=results/benchmark-bibtex-epoch.json
 implicit dvn 25 -25epochs
@@ -33,3 +31,9 @@ implicit ssvm 20 -select-inference-net "${SELECT_A[@]}"
 python -m tfsp.report --results_dir=results --readme=README.md
 implicit cd 30 -pretrain20-lambda0.1 --set pretrain_epochs=20 --set energy_weight=0.1 \
   "${SELECT_A[@]}" --set select_refine_steps=true
+# InfNet's default (the epoch chosen on A's validation F1, refinement steps on validation), 3 seeds.
+for seed in 0 1 2; do
+  suffix=""; [ "$seed" != 0 ] && suffix="-seed$seed"
+  python -m tfsp.launch --task=bibtex --method=infnet --data_dir="$DATA" --seed=$seed --step_curve=10 \
+    --model_dir="$RUNS/bibtex-infnet-default$suffix" --verbose=2
+done
