@@ -219,10 +219,8 @@ for seed in 1 2; do
     --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 \
     --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-seed$seed" --results_suffix=-cross-entropy-g-adversarial0.3
 done
-# Weight 0.1, 3 seeds (Bibtex: gain +2.5 at 0.1 against +2.2 at 0.3, refined lower).
-for seed in 0 1 2; do
-  dir_suffix=""; [ "$seed" != 0 ] && dir_suffix="-seed$seed"
-  python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=$seed --step_curve=30 --verbose=2 \
-    --set value_loss=cross_entropy --set generator_adversarial_weight=0.1 \
-    --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.1$dir_suffix" --results_suffix=-cross-entropy-g-adversarial0.1
-done
+# Weight 0.1 (Bibtex: gain +2.5 at 0.1 against +2.2 at 0.3, refined lower); on horses seed 0
+# gained less than 0.3 on validation and test, so no further seeds.
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.1 \
+  --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.1" --results_suffix=-cross-entropy-g-adversarial0.1
