@@ -9,7 +9,6 @@ import shlex
 import shutil
 import stat
 import subprocess
-import sys
 
 import pytest
 
@@ -17,11 +16,6 @@ from tfsp import config as config_lib
 from tfsp import results
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def launch(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "tfsp.launch", *args], cwd=cwd, env=env or ENV,
-                          capture_output=True, text=True, timeout=300)
 
 
 def tiny_config(arff, xml, method="feedforward", **overrides):
@@ -400,12 +394,16 @@ def fake_checkout(folder, dirty: bool):
     return {**ENV, "GIT_DIR": str(folder / ".git"), "GIT_WORK_TREE": str(folder)}, revision
 
 
-def test_launcher_records_a_rerunnable_command_and_warns_of_a_dirty_tree(tiny_mulan, tmp_path):
+def test_launcher_records_a_rerunnable_command_and_warns_of_a_dirty_tree(tiny_mulan, tmp_path, monkeypatch):
+    from conftest import launch_in_process
+
     arff, xml = tiny_mulan
     env, revision = fake_checkout(tmp_path / "checkout", dirty=True)
+    for name in ("GIT_DIR", "GIT_WORK_TREE"):  # the launcher's git calls see this checkout
+        monkeypatch.setenv(name, env[name])
     # From another working directory, with the default --model_dir (relative to it).
-    proc = launch("--task=mlc", "--method=feedforward", f"--arff={arff}", f"--xml={xml}", "--epochs=1",
-                  f"--results_dir={tmp_path / 'results'}", "--verbose=0", cwd=tmp_path, env=env)
+    proc = launch_in_process("--task=mlc", "--method=feedforward", f"--arff={arff}", f"--xml={xml}", "--epochs=1",
+                             f"--results_dir={tmp_path / 'results'}", "--verbose=0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == ("warning: the working tree has uncommitted changes; the results will record "
@@ -422,9 +420,11 @@ def test_launcher_records_a_rerunnable_command_and_warns_of_a_dirty_tree(tiny_mu
     assert (tmp_path / "runs" / "mlc-feedforward" / "final").is_dir()
 
     env, _ = fake_checkout(tmp_path / "clean", dirty=False)
-    proc = launch("--mode=evaluate", "--task=mlc", "--method=feedforward", f"--arff={arff}", f"--xml={xml}",
-                  "--epochs=1", f"--results_dir={tmp_path / 'evaluated'}", "--verbose=0",
-                  f"--model_dir={tmp_path / 'runs' / 'mlc-feedforward'}", cwd=tmp_path, env=env)
+    for name in ("GIT_DIR", "GIT_WORK_TREE"):
+        monkeypatch.setenv(name, env[name])
+    proc = launch_in_process("--mode=evaluate", "--task=mlc", "--method=feedforward", f"--arff={arff}",
+                             f"--xml={xml}", "--epochs=1", f"--results_dir={tmp_path / 'evaluated'}", "--verbose=0",
+                             f"--model_dir={tmp_path / 'runs' / 'mlc-feedforward'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "warning" not in proc.stdout
 
