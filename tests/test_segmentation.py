@@ -53,6 +53,37 @@ def test_joint_inference_equals_crop_averaging_for_an_additive_value():
     assert outputs["joint"]["trajectory"].shape == (6, 2, 32, 32, 1)
 
 
+def test_mirror_ascends_the_mean_value_of_the_two_mirror_views():
+    from tfsp.networks import ConvValueNet
+
+    spec = binary_segmentation_spec("toy", 24, crop_size=24, crop_grid=1)
+    rng = np.random.RandomState(2)
+    x = tf.constant(rng.rand(3, 24, 24, 3).astype(np.float32))
+    y = tf.constant(rng.rand(3, 24, 24, 1).astype(np.float32))
+    value_net = ConvValueNet(filters=(4, 8, 8), dense=(8, 4), activation="leaky_relu")
+    model = DVN(spec, value_net=value_net, settings=DVNSettings(test_refine=RefineConfig(mirror=True)))
+    both = model.value_of(x)(y).numpy()
+    plain = tf.sigmoid(value_net((x, y))).numpy()
+    mirrored = tf.sigmoid(value_net((x[:, :, ::-1], y[:, :, ::-1]))).numpy()
+    assert not np.allclose(plain, mirrored)  # the net is not mirror-symmetric, so the test can fail
+    np.testing.assert_allclose(both, 0.5 * (plain + mirrored), rtol=1e-5)
+    model.set_test_settings(refine=RefineConfig())
+    np.testing.assert_allclose(model.value_of(x)(y).numpy(), plain, rtol=1e-5)
+    # Refinement and joint crop inference run on it.
+    model.set_test_settings(refine=RefineConfig(steps=2, step_size=1.0, mirror=True), crop_mode="joint")
+    assert model.infer(x)["y"].shape == (3, 24, 24, 1)
+
+
+def test_mirror_needs_images():
+    from tfsp.networks import MultiLabelEnergy
+    from tfsp.spec import multilabel_spec
+
+    spec = multilabel_spec("toy", 5, 4)
+    model = DVN(spec, value_net=MultiLabelEnergy(4), settings=DVNSettings(test_refine=RefineConfig(mirror=True)))
+    with pytest.raises(ValueError, match="mirror needs image inputs"):
+        model.value_of(tf.zeros([2, 5]))
+
+
 def ellipses(n, size=32, seed=0):
     """Bright random ellipses on noise: image [n, size, size, 3], mask [n, size, size, 1]."""
     rng = np.random.RandomState(seed)

@@ -41,6 +41,11 @@ class RefineConfig:
         of fixed length never shrinks, so without decay it keeps jumping near the optimum.
     best_iterate: return, per example, the iterate with the highest value along the
         trajectory (y_0 included) instead of the last one.
+    mirror: ascend the mean of the value of (x, y) and of their left-right mirror images,
+        a test-time ensemble of two views of a value network trained with flips (images
+        only). It changes the value function, not the step rule, so `refine` does not read
+        it: the model does when it builds its test-time value (StructuredModel.value_of);
+        the training refinements ascend D on the training crop as it is.
     projection: "clip" onto [0, 1], "simplex" onto the probability simplex along
         the last axis (per position), or "none".
     tolerance: stop early once no element of y moved by more than this in a
@@ -57,6 +62,7 @@ class RefineConfig:
     adam_beta_2: float = 0.999
     decay: float = 0.0
     best_iterate: bool = False
+    mirror: bool = False
 
     RANGES: ClassVar = {"steps": at_least(0), "step_size": POSITIVE, "tolerance": at_least(0),
                         "decay": at_least(0), "adam_beta_1": FRACTION, "adam_beta_2": FRACTION}

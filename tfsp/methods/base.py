@@ -164,10 +164,19 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
         """The per-example value function y -> [B] to ascend at test time, with everything
         that depends on x alone computed here, once; None if the method does not refine.
 
-        Methods with a value network `self.value_net` ascend the mean of its sigmoid scores."""
+        Methods with a value network `self.value_net` ascend the mean of its sigmoid scores;
+        with test_refine.mirror, the mean of that value on (x, y) and on their mirror images."""
         if not self.refines:
             return None
-        return self.value_from(self.value_net.precompute(x, training=training), training=training)
+        value_fn = self.value_from(self.value_net.precompute(x, training=training), training=training)
+        if not self.test_refine.mirror:
+            return value_fn
+        if x.shape.rank != 4:
+            raise ValueError(f"test_refine.mirror needs image inputs [batch, height, width, channels]; "
+                             f"{self.spec.name} has inputs of shape {tuple(x.shape)}")
+        mirrored_fn = self.value_from(self.value_net.precompute(tf.reverse(x, [2]), training=training),
+                                      training=training)
+        return lambda y: 0.5 * (value_fn(y) + mirrored_fn(tf.reverse(y, [2])))
 
     def value_from(self, context, training=False):
         """value_of for an x whose precompute(x) is `context`: the per-example mean of value_map."""
