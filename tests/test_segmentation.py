@@ -198,3 +198,59 @@ def test_crop_mode_chosen_on_validation_and_validation_crop_grid():
         assert model.spec.crop_grid == 2
         assert model.infer(images[:1])["y"].shape == (1, 32, 32, 1)
     assert model.spec.crop_grid == 6
+
+
+def test_fold_channel_marks_each_example_constantly():
+    from tfsp.datasets import with_fold_channel
+
+    labels = np.random.RandomState(0).rand(5, 4, 4, 1).astype(np.float32)
+    marked = with_fold_channel(labels, 2)
+    assert marked.shape == (5, 4, 4, 2)
+    np.testing.assert_array_equal(marked[..., :1], labels)
+    np.testing.assert_array_equal(marked[:, :, :, 1].reshape(5, -1).min(1), [0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(marked[:, :, :, 1].reshape(5, -1).max(1), [0, 1, 0, 1, 0])
+
+
+def test_ldrsp_heldout_folds_train_each_fold_network_outside_its_fold():
+    from tfsp.data.images import segmentation_dataset
+    from tfsp.datasets import with_fold_channel
+
+    extra = {"train_refine": {"steps": 2, "step_size": 1.0}, "test_refine": {"steps": 2, "step_size": 1.0},
+             "adversarial": {"step_size": 1.0}, "heldout_folds": 2, "refine_from_heldout": 0.5,
+             "refine_from_zeros": 0.5, "g_pretrain_updates": 4, "d_warmup_updates": 2}
+    spec, _, test, config = toy_task(config_lib.deep_update(dict(SMALL), extra), "ldrsp")
+    assert experiment.training_folds(config) == 2
+    tf.keras.utils.set_random_seed(0)
+    model = experiment.build_method(config, spec, steps_per_epoch=4)
+    assert len(model.fold_nets) == 2
+    images, masks = ellipses(16, seed=3)
+    labels = with_fold_channel(masks, 2)
+    # Every example in fold 0: fold network 0 must not learn from them, fold network 1 must.
+    labels[..., 1] = 0.0
+    train = segmentation_dataset(images, labels, 8, training=True, crop_size=24, seed=0)
+    before = [[v.numpy().copy() for v in net.trainable_variables] for net in model.fold_nets]
+    [schedule] = model.training_callbacks(steps_per_epoch=2)
+    history = model.fit(train, epochs=4, verbose=0, shuffle=False, callbacks=[schedule])  # pretrain, warm-up, joint
+    after = [[v.numpy() for v in net.trainable_variables] for net in model.fold_nets]
+    assert all(np.array_equal(a, b) for a, b in zip(before[0], after[0]))
+    assert not all(np.array_equal(a, b) for a, b in zip(before[1], after[1]))
+    assert np.isfinite(history.history["g_fold_cross_entropy"]).all()
+    # After the pretraining epochs D regresses the held-out outputs too.
+    assert history.history["oracle_heldout"][-1] > 0 and np.isfinite(history.history["d_heldout"][-1])
+    # Held-out output: per example, the fold network that did not train on it.
+    x = model.prepare_inputs(tf.constant(images[:4, :24, :24]))
+    picked = model.heldout_output(x, tf.constant([0, 1, 1, 0]))
+    np.testing.assert_allclose(picked[1].numpy(), tf.sigmoid(model.fold_nets[1](x[1:2]))[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(picked[0].numpy(), tf.sigmoid(model.fold_nets[0](x[:1]))[0].numpy(), atol=1e-6)
+    # Evaluation labels have no fold channel.
+    assert 0 <= evaluation.evaluate(model, test)["mean_iou"] <= 100
+
+
+def test_heldout_folds_need_a_loader_that_makes_folds():
+    from tfsp.config import ConfigError, DataConfig
+    from tfsp.datasets import build_task_data
+
+    with pytest.raises(ConfigError, match="cannot split its training examples into folds"):
+        build_task_data(DataConfig(loader="mulan", name="bibtex"), training_folds=2)
+    with pytest.raises(ConfigError, match="heldout_folds.*0 or at least 2"):
+        config_lib.validate(config_lib.resolve("horses", "ldrsp", {"heldout_folds": 1}))

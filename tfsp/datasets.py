@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfsp.config import DATA_DIR_ENV, DataConfig
+from tfsp.config import DATA_DIR_ENV, ConfigError, DataConfig
 from tfsp.data import epochs
 from tfsp.data.errors import DataError
 from tfsp.spec import TaskSpec, binary_segmentation_spec, multiclass_segmentation_spec, multilabel_spec
@@ -46,16 +46,30 @@ class TaskData:
     the spec's metrics from the same predictions."""
 
 
-BUILDERS: Dict[str, Callable[[DataConfig, int], "TaskData"]] = {}
+BUILDERS: Dict[str, Callable[..., "TaskData"]] = {}
+FOLD_LOADERS = set()
+"""Loaders whose builders take training_folds (with_fold_channel)."""
 
 
-def register_loader(name: str):
+def register_loader(name: str, training_folds: bool = False):
     """Decorator: `builder(config: DataConfig, seed: int) -> TaskData` reads the data of the
-    loader `name` (a task file's data.loader)."""
+    loader `name` (a task file's data.loader); with training_folds, the builder also takes
+    `training_folds=K` (see build_task_data)."""
     def decorator(builder):
         BUILDERS[name] = builder
+        if training_folds:
+            FOLD_LOADERS.add(name)
         return builder
     return decorator
+
+
+def with_fold_channel(labels: np.ndarray, folds: int) -> np.ndarray:
+    """labels [N, ..., C] with one more channel holding each example's fold, index mod `folds`
+    (the splits are random permutations already), constant over the example, so crops and
+    flips keep it; a method that trains on held-out folds (LDRSP heldout_folds) reads it off."""
+    fold = (np.arange(len(labels)) % folds).astype(labels.dtype)
+    channel = np.broadcast_to(fold.reshape((-1,) + (1,) * (labels.ndim - 1)), labels.shape[:-1] + (1,))
+    return np.concatenate([labels, channel], axis=-1)
 
 
 def resolve_data_dir(config: DataConfig) -> Optional[str]:
@@ -162,8 +176,8 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
         split=split, source=source)
 
 
-@register_loader("horses")
-def build_horses(config: DataConfig, seed: int) -> TaskData:
+@register_loader("horses", training_folds=True)
+def build_horses(config: DataConfig, seed: int, training_folds: int = 0) -> TaskData:
     from tfsp.data import horses
     from tfsp.data.images import segmentation_dataset
 
@@ -188,7 +202,10 @@ def build_horses(config: DataConfig, seed: int) -> TaskData:
     def part(name, training, first_epoch=None):
         idx = split[name] if name != "train_and_validation" else np.concatenate(
             [split["train"], split["validation"]])
-        return segmentation_dataset(data.images[idx], data.labels[idx],
+        labels = data.labels[idx]
+        if training and training_folds:
+            labels = with_fold_channel(labels, training_folds)
+        return segmentation_dataset(data.images[idx], labels,
                                     config.batch_size if training else config.eval_batch_size,
                                     training=training, crop_size=crop, flip=config.flip and training,
                                     seed=seed, first_epoch=first_epoch, split=name.replace("_", " "))
@@ -230,8 +247,8 @@ def lfw_test_metrics(test) -> Callable[[np.ndarray], Dict[str, float]]:
     return metrics
 
 
-@register_loader("lfw")
-def build_lfw(config: DataConfig, seed: int) -> TaskData:
+@register_loader("lfw", training_folds=True)
+def build_lfw(config: DataConfig, seed: int, training_folds: int = 0) -> TaskData:
     from tfsp.data import lfw
     from tfsp.data.images import segmentation_dataset
 
@@ -256,6 +273,8 @@ def build_lfw(config: DataConfig, seed: int) -> TaskData:
     def pipeline(parts, training, first_epoch=None):
         images = np.concatenate([splits[p].images for p in parts])
         labels = np.concatenate([splits[p].labels for p in parts])
+        if training and training_folds:
+            labels = with_fold_channel(labels, training_folds)
         return segmentation_dataset(images, labels, config.batch_size if training else config.eval_batch_size,
                                     training=training, crop_size=crop, flip=config.flip and training,
                                     seed=seed, first_epoch=first_epoch, split=" and ".join(parts))
@@ -279,11 +298,18 @@ READERS = ("files", "tfds")
 """data.reader: the downloaded files, or the TFDS datasets prepared from them (tfsp.data.tfds_builders)."""
 
 
-def build_task_data(config: DataConfig, seed: int = 0) -> TaskData:
+def build_task_data(config: DataConfig, seed: int = 0, training_folds: int = 0) -> TaskData:
+    """The task's data; with training_folds K, the training pipelines' labels carry one more
+    channel, each example's fold (with_fold_channel), for a method that needs it."""
     try:
         builder = BUILDERS[config.loader]
     except KeyError:
         raise DataError(f"unknown data loader {config.loader!r}; valid: {sorted(BUILDERS)}") from None
     if config.reader not in READERS:
         raise DataError(f"unknown data.reader {config.reader!r}; valid: {list(READERS)}")
-    return builder(config, seed)
+    if not training_folds:
+        return builder(config, seed)
+    if config.loader not in FOLD_LOADERS:
+        raise ConfigError(f"the {config.loader} loader cannot split its training examples into folds "
+                          f"(held-out folds are implemented for the {' and '.join(sorted(FOLD_LOADERS))} loaders)")
+    return builder(config, seed, training_folds=training_folds)

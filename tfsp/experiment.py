@@ -29,7 +29,7 @@ from tfsp.config import ConfigError, ExperimentConfig, validate
 from tfsp.stored_config import LOCATION_FIELDS, assignments_for, config_differences, describe_differences
 from tfsp.datasets import build_task_data
 from tfsp.evaluation import periodic_validation_data, test_record
-from tfsp.methods import StructuredModel
+from tfsp.methods import StructuredModel, registry
 
 __all__ = ["CheckpointMismatch", "TrainingDiverged", "run", "restore", "evaluate_saved", "make_strategy",
            "check_model_dir_config", "build_method"]
@@ -74,11 +74,21 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
+def training_folds(config: ExperimentConfig) -> int:
+    """How many folds the method trains on held out from each other (0: none; the training
+    labels then carry each example's fold, tfsp.datasets.with_fold_channel)."""
+    try:
+        method = registry.get(config.algorithm or config.method)
+    except KeyError:
+        return 0  # build_method names the valid methods
+    return method.model_class.training_folds(config.settings)
+
+
 def _setup(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] = None):
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    data = build_task_data(config.data, seed=config.seed)
+    data = build_task_data(config.data, seed=config.seed, training_folds=training_folds(config))
     steps_per_epoch = int(data.train.cardinality().numpy())
     # Variables made in the scope (networks, optimizers, the sampling generator) are mirrored.
     with (strategy or tf.distribute.get_strategy()).scope(), dtype_policy(config.mixed_precision):

@@ -127,8 +127,11 @@ def check_saved(config: ExperimentConfig, results_path=None, updates: int = 600,
     git_rev = results.git_revision()
     data, model = experiment._setup(config)
     split = "validation" if data.validation is not None else "test"
+    train = data.train
+    if experiment.training_folds(config):  # the check's value net trains on y* alone
+        train = train.map(lambda x, y: (x, y[..., :-1]))
     record = {"task": config.task, "method": config.method, "split": split, "seed": config.seed,
-              "check": check_value_network(model, data.train, getattr(data, split), updates, config.seed),
+              "check": check_value_network(model, train, getattr(data, split), updates, config.seed),
               "config": config.to_dict(), "git_rev": git_rev,
               **(command or results.portable_command(sys.argv)), "machine": results.machine()}
     if results_path:

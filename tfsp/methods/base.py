@@ -113,6 +113,13 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
         the method's name (e.g. the implicit trainer's primary loss); "" for none."""
         return ""
 
+    @classmethod
+    def training_folds(cls, settings) -> int:
+        """K > 0: the method trains networks on folds of the training examples held out from each
+        other, so the training labels must carry each example's fold (one more last channel,
+        tfsp.datasets.with_fold_channel); 0: plain labels."""
+        return 0
+
     def training_callbacks(self, steps_per_epoch: int) -> list:
         """Keras callbacks the method's training needs (e.g. LDRSP's phase schedule)."""
         return []

@@ -39,7 +39,7 @@ The GAN-family rows of the LDRSP paper's comparison are methods of their own
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Dict, Optional
+from typing import ClassVar, Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -53,7 +53,7 @@ from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adve
                                  trajectory_samples)
 from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
-from tfsp.refine import RefineConfig, refine
+from tfsp.refine import RefineConfig, per_example, refine
 
 
 EXTRA_SAMPLE_KINDS = tuple(k for k in REFERENCE_SAMPLE_KINDS if k != "ground_truth")
@@ -113,6 +113,19 @@ class LDRSPSettings(WithInferenceNetworkSettings):
     value_loss: str = "squared_error"
     """D's regression loss (value_regression_loss): squared_error as in the papers, or
     cross_entropy as DVN's; G's adversarial term stays ½(D(x, G(x)) − 1)²."""
+    heldout_folds: int = 0
+    """K >= 2: K more inference networks G_1..G_K, G_k trained on cross-entropy (whenever G is
+    trained) on the training examples outside fold k; D then also regresses the oracle of each
+    training example's held-out output G_fold(x) (`heldout`), whose errors are those of an
+    inference network on an image it has not seen, as G's are at test time (G's own outputs on
+    its training images are better than on new ones), and the training refinement can start
+    there (refine_from_heldout). Not in the papers: cross-fitting, as in stacking."""
+    heldout_weight: float = 1.0
+    """Weight in D's loss of the held-out outputs (with heldout_folds)."""
+    refine_from_heldout: float = 0.0
+    """Fraction of the examples whose training refinement starts from their held-out output
+    (with heldout_folds), so D also sees the path test-time refinement takes from an unseen
+    image's G output; refine_from_zeros + refine_from_heldout <= 1, the rest start from G(x)."""
 
     RANGES: ClassVar = {"generator_adversarial_weight": at_least(0), "task_loss_weight": at_least(0),
                         "inference_weight": at_least(0),
@@ -120,7 +133,9 @@ class LDRSPSettings(WithInferenceNetworkSettings):
                         "refine_from_zeros": PROBABILITY, "g_pretrain_updates": at_least(0),
                         "d_warmup_updates": at_least(0), "noisy_weight": at_least(0), "noise_std": at_least(0),
                         "extra_sample_weights": each(at_least(0)),
-                        "value_loss": ((lambda v: v in VALUE_LOSSES), " or ".join(VALUE_LOSSES))}
+                        "value_loss": ((lambda v: v in VALUE_LOSSES), " or ".join(VALUE_LOSSES)),
+                        "heldout_folds": ((lambda v: v == 0 or v >= 2), "0 or at least 2"),
+                        "heldout_weight": at_least(0), "refine_from_heldout": PROBABILITY}
 
 
 class PhaseSchedule(keras.callbacks.Callback):
@@ -154,7 +169,7 @@ class LDRSP(WithInferenceNetwork):
     refines = True
 
     def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork,
-                 settings: Optional[LDRSPSettings] = None, **kwargs):
+                 settings: Optional[LDRSPSettings] = None, fold_nets: Sequence[keras.Model] = (), **kwargs):
         settings = settings or LDRSPSettings()
         super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.inference_net = inference_net
@@ -173,6 +188,20 @@ class LDRSP(WithInferenceNetwork):
         if settings.value_loss not in VALUE_LOSSES:
             raise ValueError(f"LDRSP value_loss must be one of {VALUE_LOSSES}, got {settings.value_loss!r}")
         self.value_loss = settings.value_loss
+        self.heldout_folds = int(settings.heldout_folds)
+        if self.heldout_folds == 1 or self.heldout_folds < 0:
+            raise ValueError(f"LDRSP heldout_folds must be 0 or at least 2, got {self.heldout_folds}")
+        if len(fold_nets) != self.heldout_folds:
+            raise ValueError(f"LDRSP heldout_folds={self.heldout_folds} needs as many fold networks, "
+                             f"got {len(fold_nets)}")
+        self.fold_nets = list(fold_nets)
+        self.heldout_weight = float(settings.heldout_weight)
+        self.refine_from_heldout = float(settings.refine_from_heldout)
+        if self.refine_from_heldout and not self.heldout_folds:
+            raise ValueError("LDRSP refine_from_heldout needs heldout_folds >= 2")
+        if self.refine_from_zeros + self.refine_from_heldout > 1:
+            raise ValueError(f"LDRSP refine_from_zeros + refine_from_heldout must be at most 1, got "
+                             f"{self.refine_from_zeros} + {self.refine_from_heldout}")
         self.g_pretrain_updates = int(settings.g_pretrain_updates)
         self.d_warmup_updates = int(settings.d_warmup_updates)
         self.training_phase = "joint"
@@ -186,13 +215,40 @@ class LDRSP(WithInferenceNetwork):
         names += [f"{prefix}_{kind}" for kind in extra for prefix in ("d", "oracle")]
         if self.noisy_weight:
             names += ["d_noisy_inference_net", "oracle_noisy_inference_net"]
+        if self.heldout_folds:
+            names += ["d_heldout", "oracle_heldout", "g_fold_cross_entropy"]
         names += ["oracle_inference_net", "g_loss", "g_cross_entropy", "g_adversarial",
                   "value_ground_truth", "value_inference_net"]
         self.add_train_statistics(names)
 
     @classmethod
     def from_settings(cls, settings: LDRSPSettings, parts, **common) -> "LDRSP":
-        return cls(inference_net=parts.inference_net(), value_net=parts.value_net(), settings=settings, **common)
+        return cls(inference_net=parts.inference_net(), value_net=parts.value_net(), settings=settings,
+                   fold_nets=[parts.inference_net(name=f"fold_net_{k}") for k in range(settings.heldout_folds)],
+                   **common)
+
+    @classmethod
+    def training_folds(cls, settings: LDRSPSettings) -> int:
+        return settings.heldout_folds
+
+    def build_networks(self, x) -> None:
+        super().build_networks(x)
+        for net in self.fold_nets:
+            net(self.prepare_inputs(x))
+
+    def split_folds(self, y):
+        """(y*, fold [B] int32 or None): training labels carry the fold as their last channel when
+        heldout_folds (tfsp.datasets.with_fold_channel); other labels (validation) do not."""
+        if not self.heldout_folds or y.shape[-1] == self.spec.output_shape[-1]:
+            return y, None
+        fold = tf.reshape(y[..., -1], [tf.shape(y)[0], -1])[:, 0]
+        return y[..., :-1], tf.cast(tf.round(fold), tf.int32)
+
+    def heldout_output(self, x, fold):
+        """Per example, the output of the fold network that did not train on it."""
+        outputs = tf.stack([self.spec.output_probabilities(net(x, training=False)) for net in self.fold_nets])
+        picked = tf.gather_nd(outputs, tf.stack([fold, tf.range(tf.shape(fold)[0])], axis=1))
+        return tf.stop_gradient(picked)
 
     def training_callbacks(self, steps_per_epoch: int) -> list:
         """The schedule of g_pretrain_updates / d_warmup_updates, if any."""
@@ -213,21 +269,29 @@ class LDRSP(WithInferenceNetwork):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
         return y_g, {"y_inference_net": y_g}
 
-    def generate_samples(self, x, y_true):
-        """{kind: y}: G(x), its refinement and adversarial samples from the current G and D;
-        no gradient flows into either network from here."""
+    def generate_samples(self, x, y_true, fold=None):
+        """{kind: y}: G(x), its refinement and adversarial samples from the current G and D, and
+        with heldout_folds and the examples' `fold`, their held-out outputs; no gradient flows
+        into any network from here."""
         oracle = self.spec.oracle_fn
         logits = tf.stop_gradient(self.inference_net(x, training=False))
         y_g = self.spec.output_probabilities(logits)
         context = self.value_net.precompute(x)
         value_fn = self.value_from(context)
         samples = {"inference_net": y_g}
+        y_heldout = None
+        if self.heldout_folds and fold is not None:
+            y_heldout = samples["heldout"] = self.heldout_output(x, fold)
         if self.noisy_weight:
             samples["noisy_inference_net"] = self.spec.output_probabilities(
                 logits + self.noise_std * self.sampling_rng.normal(tf.shape(logits)))
         if self.inference_weight or self.trajectory_weight:
             start = y_g
-            if self.refine_from_zeros:
+            if self.refine_from_heldout and y_heldout is not None:
+                u = per_example(self.uniform([tf.shape(y_g)[0]]), y_g)
+                start = tf.where(u < self.refine_from_zeros, self.zeros_output(x),
+                                 tf.where(u < self.refine_from_zeros + self.refine_from_heldout, y_heldout, y_g))
+            elif self.refine_from_zeros:
                 start = mixed_starts(self, self.zeros_output(x), y_g, self.refine_from_zeros)
             result = refine(value_fn, start, self.train_refine, return_trajectory=bool(self.trajectory_weight))
             if self.inference_weight:
@@ -256,19 +320,19 @@ class LDRSP(WithInferenceNetwork):
             self.train_function = None
 
     def train_step(self, data):
-        x, y_true = data[0], tf.cast(data[1], tf.float32)
+        x, (y_true, fold) = data[0], self.split_folds(tf.cast(data[1], tf.float32))
         x = self.prepare_inputs(x)
         batch = self.global_batch(x)
         if self.training_phase == "pretrain":
-            return self._pretrain_step(x, y_true, batch)
+            return self._pretrain_step(x, y_true, batch, fold)
         oracle = self.spec.oracle_fn
-        samples = self.generate_samples(x, y_true)
+        samples = self.generate_samples(x, y_true, fold)
         targets = {kind: oracle(y, y_true) for kind, y in samples.items()}
 
         # D: regression (least squares in the papers) to 1 on y* and to v* on the samples.
         weights = {"inference_net": 1.0, "refined": self.inference_weight,
                    "adversarial": self.adversarial_weight, "trajectory": self.trajectory_weight,
-                   "noisy_inference_net": self.noisy_weight,
+                   "noisy_inference_net": self.noisy_weight, "heldout": self.heldout_weight,
                    **self.extra_sample_weights}
         with tf.GradientTape() as tape:
             context = self.value_net.precompute(x, training=True)
@@ -287,10 +351,10 @@ class LDRSP(WithInferenceNetwork):
         # G: cross-entropy (weighted by task_loss_weight) plus λ_g·½(D(x, G(x)) − 1)² with D
         # fixed (not during D's warm-up).
         d_fixed = self.value_map(self.value_net.precompute(x))
-        g_loss, g_cross_entropy, g_adversarial, value_g = self._generator_update(
-            x, y_true, batch, d_fixed, update=self.training_phase == "joint")
+        g_loss, g_cross_entropy, g_adversarial, value_g, fold_statistics = self._generator_update(
+            x, y_true, batch, d_fixed, update=self.training_phase == "joint", fold=fold)
 
-        self.track(loss=d_loss + g_loss, d_loss=d_loss, g_loss=g_loss,
+        self.track(loss=d_loss + g_loss, d_loss=d_loss, g_loss=g_loss, **fold_statistics,
                    g_cross_entropy=g_cross_entropy, g_adversarial=g_adversarial,
                    value_ground_truth=batch.mean(value_truth),
                    value_inference_net=batch.mean(value_g),
@@ -298,8 +362,11 @@ class LDRSP(WithInferenceNetwork):
                    **{f"oracle_{kind}": batch.mean(t) for kind, t in targets.items()})
         return self.train_results()
 
-    def _generator_update(self, x, y_true, batch, d_fixed, update: bool):
-        """G's loss terms, and G's update when `update`; d_fixed None: cross-entropy alone."""
+    def _generator_update(self, x, y_true, batch, d_fixed, update: bool, fold=None):
+        """G's loss terms, and G's update when `update`; d_fixed None: cross-entropy alone. The
+        fold networks (heldout_folds) train with G, each on cross-entropy for the examples outside
+        its fold, in the same optimizer step (their variables are G's optimizer's too)."""
+        fold_statistics = {}
         with tf.GradientTape() as tape:
             logits = self.inference_net(x, training=True)
             g_cross_entropy = batch.mean(self.spec.cross_entropy(y_true, logits))
@@ -312,12 +379,24 @@ class LDRSP(WithInferenceNetwork):
                 g_loss = (self.task_loss_weight * g_cross_entropy
                           + self.generator_adversarial_weight * g_adversarial)
             g_loss += batch.penalty(self.inference_net.losses)
+            fold_loss = tf.zeros_like(g_loss)
+            if fold is not None:
+                for k, net in enumerate(self.fold_nets):
+                    outside = tf.cast(tf.not_equal(fold, k), tf.float32)
+                    fold_loss += batch.mean(outside * self.spec.cross_entropy(y_true, net(x, training=True)))
+                fold_statistics["g_fold_cross_entropy"] = fold_loss
+            # The fold networks' variables are not in g_loss, nor G's in fold_loss.
+            total = g_loss + fold_loss
         if update:
             g_variables = self.inference_net.trainable_variables
-            self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
-        return g_loss, g_cross_entropy, g_adversarial, value_g
+            if fold is not None:
+                g_variables = g_variables + [v for net in self.fold_nets for v in net.trainable_variables]
+            gradients = tape.gradient(total, g_variables)
+            self.g_optimizer.apply_gradients(zip(gradients, g_variables))
+        return g_loss, g_cross_entropy, g_adversarial, value_g, fold_statistics
 
-    def _pretrain_step(self, x, y_true, batch):
-        g_loss, g_cross_entropy, _, _ = self._generator_update(x, y_true, batch, None, update=True)
-        self.track(loss=g_loss, g_loss=g_loss, g_cross_entropy=g_cross_entropy)
+    def _pretrain_step(self, x, y_true, batch, fold=None):
+        g_loss, g_cross_entropy, _, _, fold_statistics = self._generator_update(
+            x, y_true, batch, None, update=True, fold=fold)
+        self.track(loss=g_loss, g_loss=g_loss, g_cross_entropy=g_cross_entropy, **fold_statistics)
         return self.train_results()
