@@ -224,3 +224,11 @@ done
 python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
   --set value_loss=cross_entropy --set generator_adversarial_weight=0.1 \
   --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.1" --results_suffix=-cross-entropy-g-adversarial0.1
+
+# Held-out G outputs (LDRSP heldout_folds): four fold copies of G, each trained on the images
+# outside its fold, give D tuples with the errors G makes on images it has not seen, and half of
+# the training refinements start from them (the other half from zeros, as before).
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 \
+  --set heldout_folds=4 --set refine_from_heldout=0.5 --set refine_from_zeros=0.5 \
+  --model_dir="$RUNS/horses-ldrsp-heldout4" --results_suffix=-cross-entropy-g-adversarial0.3-heldout4
