@@ -238,3 +238,7 @@ python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 -
 python -m tfsp.launch --mode=evaluate --task=horses --method=ldrsp --data_dir="$DATA" --seed=1 --step_curve=30 \
   --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 --set test_refine.mirror=true \
   --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-seed1" --results_suffix=-cross-entropy-g-adversarial0.3-mirror --verbose=2
+python -m tfsp.launch --mode=evaluate --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 \
+  --set heldout_folds=4 --set refine_from_heldout=0.5 --set refine_from_zeros=0.5 --set test_refine.mirror=true \
+  --model_dir="$RUNS/horses-ldrsp-heldout4" --results_suffix=-cross-entropy-g-adversarial0.3-heldout4-mirror --verbose=2
