@@ -11,7 +11,7 @@ from tfsp import crops, evaluation, experiment
 from tfsp.methods import DVN, DVNSettings
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig
-from tfsp.spec import binary_segmentation_spec
+from tfsp.spec import binary_segmentation_spec, multilabel_spec
 
 
 def test_crop_grid_is_6x6_and_reassembles_exactly():
@@ -198,6 +198,33 @@ def test_crop_mode_chosen_on_validation_and_validation_crop_grid():
         assert model.spec.crop_grid == 2
         assert model.infer(images[:1])["y"].shape == (1, 32, 32, 1)
     assert model.spec.crop_grid == 6
+
+
+def test_mirror_chosen_on_validation_kept_for_the_weights_and_refused_without_images(tmp_path):
+    """select_mirror keeps whichever of off / on refines to the better validation metric (ties:
+    the configured one), the record's choice goes to chosen_test_settings.json and comes back
+    from it, and a task without images refuses the option before training."""
+    spec = binary_segmentation_spec("toy", 32, crop_size=24, crop_grid=2)
+    images, masks = ellipses(6)
+    validation = tf.data.Dataset.from_tensor_slices((images, masks)).batch(3)
+    model = DVN(spec, value_net=LocalValue(), settings=DVNSettings(test_refine=RefineConfig(steps=3, step_size=0.1)),
+                crop_mode="joint")
+    model.compile(optimizer="adam")
+    chosen = evaluation.select_mirror(model, validation)
+    assert chosen["configured"] is False and set(chosen["validation"]) == {"false", "true"}
+    scores = {m: chosen["validation"][str(m).lower()]["mean_iou"] for m in (False, True)}
+    assert model.test_refine.mirror == chosen["chosen"] == max(scores, key=lambda m: (scores[m], not m))
+    assert model.test_refine.steps == 3  # only the mirror changed
+
+    experiment.write_chosen_test_settings(tmp_path, {"mirror_selected": {"chosen": True},
+                                                     "refine_steps_selected": {"chosen": 2}})
+    model.set_test_settings(refine=RefineConfig(steps=3, step_size=0.1))
+    assert experiment.apply_chosen_test_settings(model, tmp_path) == {"mirror": True, "refine_steps": 2}
+    assert model.test_refine.mirror and model.test_refine.steps == 2
+
+    mlc = config_lib.resolve("bibtex", "dvn", {"select_mirror": True})
+    with pytest.raises(config_lib.ConfigError, match="select_mirror applies to image segmentation"):
+        evaluation.check_test_selection(mlc, multilabel_spec("bibtex", num_features=5, num_labels=4))
 
 
 def test_fold_channel_marks_each_example_constantly():

@@ -157,6 +157,11 @@ class ExperimentConfig:
         default_factory=lambda: NetworkConfig(hidden=[150, 150]))
     select_crop_mode: bool = False
     """Segmentation: choose the test crop mode (average | joint) on the validation split."""
+    select_mirror: bool = False
+    """Segmentation: choose on the validation split whether test-time refinement ascends D's
+    value averaged with its value on the left-right mirror images (test_refine.mirror), after
+    the crop mode and before the step count; the choice is recorded (mirror_selected) and kept
+    for exports."""
     prediction_threshold: float = 0.5
     """Outputs with independent elements (multi-label, binary masks): an element is predicted
     on where the relaxed output is >= this (in validation, test and exports)."""

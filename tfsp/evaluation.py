@@ -93,6 +93,10 @@ def test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel
     selected = crop_mode_selected = None
     if config.select_crop_mode and data.spec.crop_size and model.refines:
         crop_mode_selected = select_crop_mode(model, data.validation, verbose=verbose)
+    check_test_selection(config, data.spec)
+    mirror_selected = None
+    if config.select_mirror and model.refines:
+        mirror_selected = select_mirror(model, data.validation, verbose=verbose)
     selected = threshold_selected = None
     if config.select_refine_steps and model.refines:
         selected = select_refine_steps(model, data.validation, verbose=verbose,
@@ -143,6 +147,8 @@ def test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel
         record["refine_steps_selected"] = selected
     if crop_mode_selected is not None:
         record["crop_mode_selected"] = crop_mode_selected
+    if mirror_selected is not None:
+        record["mirror_selected"] = mirror_selected
     if threshold_selected is not None:
         record["threshold_selected"] = threshold_selected
     return record
@@ -194,6 +200,33 @@ def select_crop_mode(model: StructuredModel, validation, verbose=0) -> Dict[str,
     logging.info("crop mode selected on validation: %s (%s)", chosen,
                  {m: round(v[metric], 2) for m, v in by_mode.items()})
     return {"chosen": chosen, "configured": configured, "validation": by_mode}
+
+
+def check_test_selection(config, spec) -> None:
+    """Raises ConfigError for a test-time choice the task cannot make (before any training)."""
+    if config.select_mirror and not spec.crop_size:
+        raise ConfigError(f"select_mirror applies to image segmentation tasks; {spec.name}'s inputs "
+                          "have no left-right mirror image (set select_mirror=false)")
+
+
+def select_mirror(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
+    """Sets test_refine.mirror to whichever (off | on) refines to the better primary metric on
+    `validation` (ties: the configured one); returns {"chosen", "configured", "validation"}."""
+    if validation is None:
+        raise ConfigError("select_mirror needs a validation split; this task's data has none")
+    configured = model.test_refine.mirror
+    by_choice = {}
+    for mirror in (False, True):
+        with model.test_settings(refine=dataclasses.replace(model.test_refine, mirror=mirror)):
+            by_choice[mirror] = {k: v for k, v in evaluate(model, validation, verbose=verbose).items()
+                                 if not k.startswith("inference_net_")}
+    metric = model.spec.primary_metric
+    chosen = max((False, True), key=lambda m: (by_choice[m][metric], m == configured))
+    model.set_test_settings(refine=dataclasses.replace(model.test_refine, mirror=chosen))
+    logging.info("mirror selected on validation: %s (%s)", chosen,
+                 {m: round(v[metric], 2) for m, v in by_choice.items()})
+    return {"chosen": chosen, "configured": configured,
+            "validation": {str(m).lower(): v for m, v in by_choice.items()}}
 
 
 def select_refine_steps(model: StructuredModel, validation, verbose=0, up_to: int = 0) -> Dict[str, Any]:

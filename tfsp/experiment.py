@@ -28,7 +28,7 @@ from tfsp.callbacks import BestWeights, CheckpointMismatch, EpochCheckpoint, Sto
 from tfsp.config import ConfigError, ExperimentConfig, validate
 from tfsp.stored_config import LOCATION_FIELDS, assignments_for, config_differences, describe_differences
 from tfsp.datasets import build_task_data
-from tfsp.evaluation import periodic_validation_data, test_record
+from tfsp.evaluation import check_test_selection, periodic_validation_data, test_record
 from tfsp.methods import StructuredModel, registry
 
 __all__ = ["CheckpointMismatch", "TrainingDiverged", "run", "restore", "evaluate_saved", "make_strategy",
@@ -98,10 +98,11 @@ def _setup(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] 
 
 
 RESUME_MAY_CHANGE = LOCATION_FIELDS + ("select_refine_steps", "select_refine_steps_up_to",
-                                       "select_crop_mode", "select_threshold", "compare_crop_modes")
+                                       "select_crop_mode", "select_mirror", "select_threshold",
+                                       "compare_crop_modes")
 """Fields a rerun into a model dir holding trained weights may set otherwise than the run that
 trained them: where the data is, and what happens only after training (choosing the test-time
-step count, crop mode or threshold on validation, scoring the other crop mode). test_refine,
+step count, crop mode, mirror or threshold on validation, scoring the other crop mode). test_refine,
 crop_mode and prediction_threshold are not among them: they score the validation epochs that
 pick the kept weights and fill the history (re-test with other values with --mode=evaluate). epochs and final_epochs_on_all_training_data may change too, as
 long as the finished epochs keep their place in the schedule (see _check_schedule)."""
@@ -112,9 +113,10 @@ test image, the threshold that binarizes outputs), which is what re-evaluating i
 CONFIG_FILE = "config.json"
 CHOSEN_TEST_SETTINGS_FILE = "chosen_test_settings.json"
 """In a model dir: the test-time settings the last test pass chose on validation (refinement
-steps, crop mode, threshold; select_*), which an export of those weights then serves."""
+steps, crop mode, mirror, threshold; select_*), which an export of those weights then serves."""
 CHOSEN_TEST_SETTINGS = {"refine_steps": ("refine_steps_selected", "test_refine.steps"),
                         "crop_mode": ("crop_mode_selected", "crop_mode"),
+                        "mirror": ("mirror_selected", "test_refine.mirror"),
                         "threshold": ("threshold_selected", "prediction_threshold")}
 """Each key of CHOSEN_TEST_SETTINGS_FILE: (the test record's field of the choice, the setting it sets)."""
 
@@ -147,8 +149,11 @@ def apply_chosen_test_settings(model: StructuredModel, model_dir,
         overridden = {name for name, _, _ in config_differences(
             results.read_json(Path(model_dir) / CONFIG_FILE), config)}
         chosen = {k: v for k, v in chosen.items() if CHOSEN_TEST_SETTINGS[k][1] not in overridden}
-    refine = (dataclasses.replace(model.test_refine, steps=int(chosen["refine_steps"]))
-              if "refine_steps" in chosen else None)
+    refine = model.test_refine
+    if "refine_steps" in chosen:
+        refine = dataclasses.replace(refine, steps=int(chosen["refine_steps"]))
+    if "mirror" in chosen:
+        refine = dataclasses.replace(refine, mirror=bool(chosen["mirror"]))
     model.set_test_settings(refine=refine, crop_mode=chosen.get("crop_mode"), threshold=chosen.get("threshold"))
     return chosen
 
@@ -255,6 +260,7 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
         config = dataclasses.replace(config, epochs=math.ceil(config.updates / steps_per_epoch))
         logging.info("budget of %d updates: %d epochs of %d steps", config.updates, config.epochs,
                      steps_per_epoch)
+    check_test_selection(config, data.spec)
     validation = periodic_validation_data(config, data)
 
     monitor = "val_" + (config.select_on or data.spec.primary_metric)

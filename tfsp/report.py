@@ -215,9 +215,14 @@ def _train_seconds(group: List[Dict]) -> str:
     return f"{statistics.mean(seconds):.0f}" if seconds else "–"
 
 
-def _chosen_steps(group: List[Dict]) -> str:
-    chosen = sorted({g["refine_steps_selected"]["chosen"] for g in group if "refine_steps_selected" in g})
-    return f" (steps chosen: {chosen})" if chosen else ""
+def _chosen_settings(group: List[Dict]) -> str:
+    """The test-time steps and mirror choices the group's runs made on validation."""
+    notes = []
+    for field, name in (("refine_steps_selected", "steps"), ("mirror_selected", "mirror")):
+        chosen = sorted({g[field]["chosen"] for g in group if field in g})
+        if chosen:
+            notes.append(f"{name} chosen: {chosen}")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 class _Groups:
@@ -296,7 +301,7 @@ def headline_tables(records: List[Dict], page_dir: str = ".", groups: "_Groups" 
                     return f"{statistics.mean(values) - published_value:+.2f}" if values else "not measured"
 
                 differences = [_by_metric(e, difference) for e in published]
-                cells = [method + _chosen_steps(group),
+                cells = [method + _chosen_settings(group),
                          *(_mean_std(v) if (v := _metric_values(group, m)) else "–" for m in metrics),
                          *(_mean_std(v) if (v := _metric_values(group, "inference_net_" + m)) else "–"
                            for m in alone),
@@ -317,7 +322,7 @@ def explorations_table(records: List[Dict], page_dir: str = ".", groups: "_Group
         metrics = [m for m in groups.metrics[task] if _metric_values(group, m)]
         alone = [m for m in metrics if _metric_values(group, "inference_net_" + m)]
         lines.append(
-            f"| {task} | {method} | {groups.differing(task, method, signature)}{_chosen_steps(group)} | "
+            f"| {task} | {method} | {groups.differing(task, method, signature)}{_chosen_settings(group)} | "
             + "; ".join(f"{m} {_mean_std(_metric_values(group, m))}" for m in metrics) + " | "
             + ("; ".join(f"{m} {_mean_std(_metric_values(group, 'inference_net_' + m))}" for m in alone) or "–")
             + f" | {_seeds(group)} | {_train_seconds(group)} | {', '.join(_link(g, page_dir) for g in group)} |")
