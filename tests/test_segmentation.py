@@ -84,6 +84,17 @@ def test_mirror_needs_images():
         model.value_of(tf.zeros([2, 5]))
 
 
+def test_mirror_is_refused_in_training_refinements():
+    """Training tuples come from D on the training crop as it is: train_refine.mirror is refused,
+    and DVN's train_with_test_refine takes the test refinement without its mirror."""
+    spec = binary_segmentation_spec("toy", 32, crop_size=24, crop_grid=2)
+    with pytest.raises(config_lib.ConfigError, match="train_refine.mirror=true: mirror is a test-time option"):
+        DVN(spec, value_net=LocalValue(), settings=DVNSettings(train_refine=RefineConfig(mirror=True)))
+    model = DVN(spec, value_net=LocalValue(), settings=DVNSettings(
+        test_refine=RefineConfig(steps=2, mirror=True), train_with_test_refine=True))
+    assert model.test_refine.mirror and not model.train_refine.mirror and model.train_refine.steps == 2
+
+
 def ellipses(n, size=32, seed=0):
     """Bright random ellipses on noise: image [n, size, size, 3], mask [n, size, size, 1]."""
     rng = np.random.RandomState(seed)

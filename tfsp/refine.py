@@ -45,7 +45,8 @@ class RefineConfig:
         a test-time ensemble of two views of a value network trained with flips (images
         only). It changes the value function, not the step rule, so `refine` does not read
         it: the model does when it builds its test-time value (StructuredModel.value_of);
-        the training refinements ascend D on the training crop as it is.
+        the training refinements ascend D on the training crop as it is (train_refine.mirror
+        is refused).
     projection: "clip" onto [0, 1], "simplex" onto the probability simplex along
         the last axis (per position), or "none".
     tolerance: stop early once no element of y moved by more than this in a

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from tfsp import crops, oracles
-from tfsp.config import OptimizerConfig
+from tfsp.config import ConfigError, OptimizerConfig
 from tfsp.methods.keras_build import BuiltBeforeFit
 from tfsp.methods.replicas import GlobalBatch, _replica_context, per_example_mean, step_logs
 from tfsp.refine import RefineConfig, refine
@@ -137,6 +137,14 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
     def on_task(self, config: RefineConfig) -> RefineConfig:
         """`config` refining on this task's feasible set (its projection)."""
         return dataclasses.replace(config, projection=self.spec.projection)
+
+    def training_refinement(self, config: RefineConfig, name: str = "train_refine") -> RefineConfig:
+        """on_task for a refinement that makes training tuples: those ascend D on the training
+        crop as it is, so the test-time mirror option is refused there rather than ignored."""
+        if config.mirror:
+            raise ConfigError(f"{name}.mirror=true: mirror is a test-time option (test_refine.mirror); "
+                              "training refinements ascend D on the training crop as it is")
+        return self.on_task(config)
 
     def set_test_settings(self, refine: Optional[RefineConfig] = None,
                           crop_mode: Optional[str] = None, crop_grid: Optional[int] = None,

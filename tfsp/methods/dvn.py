@@ -61,8 +61,8 @@ class DVN(StructuredModel):
         settings = settings or DVNSettings()
         super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.value_net = value_net
-        self.train_refine = self.on_task(settings.test_refine if settings.train_with_test_refine
-                                         else settings.train_refine)
+        self.train_refine = (self.on_task(dataclasses.replace(settings.test_refine, mirror=False))
+                             if settings.train_with_test_refine else self.training_refinement(settings.train_refine))
         self.adversarial = settings.adversarial
         self.inference_from_ground_truth = float(settings.inference_from_ground_truth)
         self.sample_weights = checked_sample_weights(settings.sample_weights, SAMPLE_KINDS, "DVN")

@@ -174,7 +174,7 @@ class LDRSP(WithInferenceNetwork):
         super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.inference_net = inference_net
         self.value_net = value_net
-        self.train_refine = self.on_task(settings.train_refine)
+        self.train_refine = self.training_refinement(settings.train_refine)
         self.adversarial = settings.adversarial
         self.generator_adversarial_weight = float(settings.generator_adversarial_weight)
         self.task_loss_weight = float(settings.task_loss_weight)

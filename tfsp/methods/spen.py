@@ -67,7 +67,7 @@ class SPEN(EnergyValue, StructuredModel):
         settings = settings or SPENSettings()
         super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.value_net = value_net
-        self.train_refine = self.on_task(settings.train_refine)
+        self.train_refine = self.training_refinement(settings.train_refine)
         self.pretrain_steps = int(pretrain_steps)
         self.add_train_statistics(["logistic", "hinge", "pretraining", "cost_augmented_cost"])
 
