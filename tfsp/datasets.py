@@ -17,6 +17,7 @@ from absl import logging
 from tfsp.config import DATA_DIR_ENV, ConfigError, DataConfig
 from tfsp.data import epochs
 from tfsp.data.errors import DataError
+from tfsp.data.images import with_fold_channel  # noqa: F401 -- tfsp.datasets.with_fold_channel
 from tfsp.spec import TaskSpec, binary_segmentation_spec, multiclass_segmentation_spec, multilabel_spec
 
 
@@ -61,15 +62,6 @@ def register_loader(name: str, training_folds: bool = False):
             FOLD_LOADERS.add(name)
         return builder
     return decorator
-
-
-def with_fold_channel(labels: np.ndarray, folds: int) -> np.ndarray:
-    """labels [N, ..., C] with one more channel holding each example's fold, index mod `folds`
-    (the splits are random permutations already), constant over the example, so crops and
-    flips keep it; a method that trains on held-out folds (LDRSP heldout_folds) reads it off."""
-    fold = (np.arange(len(labels)) % folds).astype(labels.dtype)
-    channel = np.broadcast_to(fold.reshape((-1,) + (1,) * (labels.ndim - 1)), labels.shape[:-1] + (1,))
-    return np.concatenate([labels, channel], axis=-1)
 
 
 def resolve_data_dir(config: DataConfig) -> Optional[str]:
@@ -202,13 +194,11 @@ def build_horses(config: DataConfig, seed: int, training_folds: int = 0) -> Task
     def part(name, training, first_epoch=None):
         idx = split[name] if name != "train_and_validation" else np.concatenate(
             [split["train"], split["validation"]])
-        labels = data.labels[idx]
-        if training and training_folds:
-            labels = with_fold_channel(labels, training_folds)
-        return segmentation_dataset(data.images[idx], labels,
+        return segmentation_dataset(data.images[idx], data.labels[idx],
                                     config.batch_size if training else config.eval_batch_size,
                                     training=training, crop_size=crop, flip=config.flip and training,
-                                    seed=seed, first_epoch=first_epoch, split=name.replace("_", " "))
+                                    seed=seed, first_epoch=first_epoch, split=name.replace("_", " "),
+                                    folds=training_folds)
 
     description = (f"perm = numpy.random.RandomState({config.split_seed}).permutation({len(data.names)}) over the "
                    f"horse files sorted by name; train = perm[:{sizes[0]}], validation = the next {sizes[1]}, "
@@ -273,11 +263,10 @@ def build_lfw(config: DataConfig, seed: int, training_folds: int = 0) -> TaskDat
     def pipeline(parts, training, first_epoch=None):
         images = np.concatenate([splits[p].images for p in parts])
         labels = np.concatenate([splits[p].labels for p in parts])
-        if training and training_folds:
-            labels = with_fold_channel(labels, training_folds)
         return segmentation_dataset(images, labels, config.batch_size if training else config.eval_batch_size,
                                     training=training, crop_size=crop, flip=config.flip and training,
-                                    seed=seed, first_epoch=first_epoch, split=" and ".join(parts))
+                                    seed=seed, first_epoch=first_epoch, split=" and ".join(parts),
+                                    folds=training_folds)
 
     test = splits["test"]
     height, width = test.labels_full.shape[1:]

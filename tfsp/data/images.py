@@ -282,6 +282,15 @@ def resize_one_hot(class_ids, size, num_classes: int, *, batch: int = 128) -> np
     return out
 
 
+def with_fold_channel(labels: np.ndarray, folds: int) -> np.ndarray:
+    """labels [N, ..., C] with one more channel holding each example's fold, index mod `folds`
+    (the splits are random permutations already), constant over the example, so crops and
+    flips keep it; a method that trains on held-out folds (LDRSP heldout_folds) reads it off."""
+    fold = (np.arange(len(labels)) % folds).astype(labels.dtype)
+    channel = np.broadcast_to(fold.reshape((-1,) + (1,) * (labels.ndim - 1)), labels.shape[:-1] + (1,))
+    return np.concatenate([labels, channel], axis=-1)
+
+
 def segmentation_dataset(
     images,
     labels,
@@ -294,6 +303,7 @@ def segmentation_dataset(
     drop_remainder: bool = False,
     first_epoch: int | None = None,
     split: str | None = None,
+    folds: int = 0,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``(image, label)`` pairs.
 
@@ -315,9 +325,13 @@ def segmentation_dataset(
         (seed, epoch) alone (see :mod:`tfsp.data.epochs`), so a resumed run sees
         the batches an uninterrupted one would.
       split: the split's name in errors (default "training" / "evaluation").
+      folds: training only, if > 0: the labels get one more channel, each example's fold
+        (with_fold_channel), for a method that trains on held-out folds.
     """
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.float32)
+    if training and folds:
+        labels = with_fold_channel(labels, folds)
     if images.ndim != 4 or labels.ndim != 4:
         raise ValueError(f"images and labels must be [N,H,W,C]; got {images.shape} and {labels.shape}")
     if images.shape[:3] != labels.shape[:3]:
