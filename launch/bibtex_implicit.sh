@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces results/bibtex-{implicit-*,spen,infnet}.json and results/benchmark-bibtex-epoch.json
+# Reproduces results/bibtex-{implicit-*,spen*,infnet}.json and results/benchmark-bibtex-epoch.json
 # on real Bibtex, one run at a time (the commands that wrote the committed files, in order).
 #
 #   DATA=/path/to/folder/with/mulan/bibtex bash launch/bibtex_implicit.sh
@@ -22,7 +22,10 @@ SELECT_A=(--set select_on=inference_net_example_f1)
 implicit cd 15 ""
 implicit ssvm 15 ""
 implicit dvn 15 ""
-python -m tfsp.launch --task=bibtex --method=spen --data_dir="$DATA" --model_dir="$RUNS/bibtex-spen" --verbose=2
+# bibtex-spen.json: the task's earlier SPEN energy (150 softplus feature units, weight decay 1e-3,
+# standardized inputs); the current default's rows are the bibtex-spen*-ff-features.json below.
+python -m tfsp.launch --task=bibtex --method=spen --data_dir="$DATA" --model_dir="$RUNS/bibtex-spen" --verbose=2 \
+  --set data.standardize=true --set value_net.hidden=[150] --set value_net.dropout=0 --set value_net.weight_decay=0.001
 implicit cd 20 -select-inference-net "${SELECT_A[@]}"
 python launch/benchmark_epoch.py --data_dir="$DATA" --output=results/benchmark-bibtex-epoch.json
 implicit dvn 25 -25epochs
@@ -36,4 +39,11 @@ for seed in 0 1 2; do
   suffix=""; [ "$seed" != 0 ] && suffix="-seed$seed"
   python -m tfsp.launch --task=bibtex --method=infnet --data_dir="$DATA" --seed=$seed --step_curve=10 \
     --model_dir="$RUNS/bibtex-infnet-default$suffix" --verbose=2
+done
+
+# SPEN with the feed-forward baseline's feature network (the task default since it was chosen on
+# validation), three seeds.
+for seed in 0 1 2; do
+  python -m tfsp.launch --task=bibtex --method=spen --data_dir="$DATA" --seed=$seed \
+    --model_dir="$RUNS/bibtex-spen-ff-features-seed$seed" --results_suffix=-ff-features --verbose=2
 done
