@@ -17,7 +17,20 @@ run() {  # method seed [flags...]
     --model_dir="$RUNS/bibtex-$method$suffix" --results_suffix="$suffix" --verbose=0 "$@"
 }
 
-lane_a() { for s in 0 1 2; do run dvn "$s" $([ "$s" = 0 ] && echo --step_curve=30); done; }
+# DVN as the reference code configures it (bibtex-dvn.json), then the task's default (its
+# feature network that of the feed-forward baseline, Adam for 100 epochs; bibtex-dvn*-ff-features.json).
+DVN_REFERENCE=(--set data.standardize=true --set value_net.hidden=[150] --set value_net.dropout=0
+  --set value_net.weight_decay=0.001 --epochs=375 --set final_epochs_on_all_training_data=15
+  --set select_best=false --set optimizer.name=sgd --set optimizer.learning_rate=0.1
+  --set optimizer.decay_epochs=[150,300])
+lane_a() {
+  run dvn 0 --step_curve=30 "${DVN_REFERENCE[@]}"
+  for s in 0 1 2; do
+    python -m tfsp.launch --task=bibtex --method=dvn --data_dir="$DATA" --seed="$s" \
+      --model_dir="$RUNS/bibtex-dvn-ff-features-seed$s" --results_suffix=-ff-features --verbose=0 \
+      $([ "$s" = 0 ] && echo --step_curve=30)
+  done
+}
 lane_b() {
   for s in 0 1 2; do run ldrsp "$s" $([ "$s" = 0 ] && echo --step_curve=30); done
   for s in 0 1 2; do run feedforward "$s"; done
