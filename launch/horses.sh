@@ -242,3 +242,14 @@ python -m tfsp.launch --mode=evaluate --task=horses --method=ldrsp --data_dir="$
   --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 \
   --set heldout_folds=4 --set refine_from_heldout=0.5 --set refine_from_zeros=0.5 --set test_refine.mirror=true \
   --model_dir="$RUNS/horses-ldrsp-heldout4" --results_suffix=-cross-entropy-g-adversarial0.3-heldout4-mirror --verbose=2
+
+# A longer joint phase: 7,800 updates instead of 5,200 (the first 5,200 are the 5,200-update
+# run's), then the same weights with the mirror chosen on validation (select_mirror).
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 --set updates=7800 \
+  --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-updates7800" \
+  --results_suffix=-cross-entropy-g-adversarial0.3-updates7800
+python -m tfsp.launch --mode=evaluate --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 --set updates=7800 --set select_mirror=true \
+  --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-updates7800" \
+  --results_suffix=-cross-entropy-g-adversarial0.3-updates7800-select-mirror --verbose=2
