@@ -192,15 +192,22 @@ def test_conv_value_net_activation_is_configurable():
     assert float(tf.reduce_max(tf.abs(tape.gradient(value, y)))) > 0
 
 
-def test_crop_mode_chosen_on_validation_and_validation_crop_grid():
-    """select_crop_mode keeps the mode with the better validation metric (ties: the configured
-    one); test_settings(crop_grid=...) covers images with fewer crops and is restored after."""
-    spec = binary_segmentation_spec("toy", 32, crop_size=24, crop_grid=6)
+def toy_refining_model(crop_grid):
+    """A DVN on 32x32 toy masks (24x24 crops, joint crop mode, 3 steps of 0.1), compiled, with
+    images and a validation pipeline of six ellipses."""
+    spec = binary_segmentation_spec("toy", 32, crop_size=24, crop_grid=crop_grid)
     images, masks = ellipses(6)
     validation = tf.data.Dataset.from_tensor_slices((images, masks)).batch(3)
     model = DVN(spec, value_net=LocalValue(), settings=DVNSettings(test_refine=RefineConfig(steps=3, step_size=0.1)),
                 crop_mode="joint")
     model.compile(optimizer="adam")
+    return model, images, validation
+
+
+def test_crop_mode_chosen_on_validation_and_validation_crop_grid():
+    """select_crop_mode keeps the mode with the better validation metric (ties: the configured
+    one); test_settings(crop_grid=...) covers images with fewer crops and is restored after."""
+    model, images, validation = toy_refining_model(crop_grid=6)
     chosen = evaluation.select_crop_mode(model, validation)
     assert set(chosen["validation"]) == {"average", "joint"} and chosen["configured"] == "joint"
     scores = {m: v["mean_iou"] for m, v in chosen["validation"].items()}
@@ -215,12 +222,7 @@ def test_mirror_chosen_on_validation_kept_for_the_weights_and_refused_without_im
     """select_mirror keeps whichever of off / on refines to the better validation metric (ties:
     the configured one), the record's choice goes to chosen_test_settings.json and comes back
     from it, and a task without images refuses the option before training."""
-    spec = binary_segmentation_spec("toy", 32, crop_size=24, crop_grid=2)
-    images, masks = ellipses(6)
-    validation = tf.data.Dataset.from_tensor_slices((images, masks)).batch(3)
-    model = DVN(spec, value_net=LocalValue(), settings=DVNSettings(test_refine=RefineConfig(steps=3, step_size=0.1)),
-                crop_mode="joint")
-    model.compile(optimizer="adam")
+    model, _, validation = toy_refining_model(crop_grid=2)
     chosen = evaluation.select_mirror(model, validation)
     assert chosen["configured"] is False and set(chosen["validation"]) == {"false", "true"}
     scores = {m: chosen["validation"][str(m).lower()]["mean_iou"] for m in (False, True)}
