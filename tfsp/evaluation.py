@@ -90,10 +90,10 @@ def test_record(config: ExperimentConfig, data: TaskData, model: StructuredModel
     `verbose` as in Keras (progress bars at 1, one line at 2); `command`: results.portable_command's
     record of the command (default: of sys.argv)."""
     eval_started = time.time()
+    check_test_selection(config, data.spec)
     selected = crop_mode_selected = None
     if config.select_crop_mode and data.spec.crop_size and model.refines:
         crop_mode_selected = select_crop_mode(model, data.validation, verbose=verbose)
-    check_test_selection(config, data.spec)
     mirror_selected = None
     if config.select_mirror and model.refines:
         mirror_selected = select_mirror(model, data.validation, verbose=verbose)
@@ -183,22 +183,32 @@ def select_threshold(model: StructuredModel, validation, verbose=0) -> Dict[str,
             "validation": {f"{t:.2f}": round(v, 4) for t, v in by_threshold.items()}}
 
 
+def _choose_on_validation(model: StructuredModel, validation, options, configured, settings, name: str,
+                          verbose=0):
+    """Evaluates `validation` under test_settings(**settings(option)) for each option, keeps the
+    option with the best primary metric (ties: the configured one) set on the model and returns
+    (chosen, {option: metrics without the inference network's}); `name` in logs and errors."""
+    if validation is None:
+        raise ConfigError(f"select_{name} needs a validation split; this task's data has none")
+    by_option = {}
+    for option in options:
+        with model.test_settings(**settings(option)):
+            by_option[option] = {k: v for k, v in evaluate(model, validation, verbose=verbose).items()
+                                 if not k.startswith("inference_net_")}
+    metric = model.spec.primary_metric
+    chosen = max(options, key=lambda o: (by_option[o][metric], o == configured))
+    model.set_test_settings(**settings(chosen))
+    logging.info("%s selected on validation: %s (%s)", name.replace("_", " "), chosen,
+                 {o: round(v[metric], 2) for o, v in by_option.items()})
+    return chosen, by_option
+
+
 def select_crop_mode(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
     """Sets model.crop_mode to the crop mode (average | joint) with the best primary metric on
     `validation`; returns {"chosen", "configured", "validation"}."""
-    if validation is None:
-        raise ConfigError("select_crop_mode needs a validation split; this task's data has none")
     configured = model.crop_mode
-    by_mode = {}
-    for mode in crops.CROP_MODES:
-        with model.test_settings(crop_mode=mode):
-            by_mode[mode] = {k: v for k, v in evaluate(model, validation, verbose=verbose).items()
-                             if not k.startswith("inference_net_")}
-    metric = model.spec.primary_metric
-    chosen = max(crops.CROP_MODES, key=lambda m: (by_mode[m][metric], m == configured))
-    model.set_test_settings(crop_mode=chosen)
-    logging.info("crop mode selected on validation: %s (%s)", chosen,
-                 {m: round(v[metric], 2) for m, v in by_mode.items()})
+    chosen, by_mode = _choose_on_validation(model, validation, crops.CROP_MODES, configured,
+                                            lambda mode: {"crop_mode": mode}, "crop_mode", verbose)
     return {"chosen": chosen, "configured": configured, "validation": by_mode}
 
 
@@ -212,19 +222,10 @@ def check_test_selection(config, spec) -> None:
 def select_mirror(model: StructuredModel, validation, verbose=0) -> Dict[str, Any]:
     """Sets test_refine.mirror to whichever (off | on) refines to the better primary metric on
     `validation` (ties: the configured one); returns {"chosen", "configured", "validation"}."""
-    if validation is None:
-        raise ConfigError("select_mirror needs a validation split; this task's data has none")
     configured = model.test_refine.mirror
-    by_choice = {}
-    for mirror in (False, True):
-        with model.test_settings(refine=dataclasses.replace(model.test_refine, mirror=mirror)):
-            by_choice[mirror] = {k: v for k, v in evaluate(model, validation, verbose=verbose).items()
-                                 if not k.startswith("inference_net_")}
-    metric = model.spec.primary_metric
-    chosen = max((False, True), key=lambda m: (by_choice[m][metric], m == configured))
-    model.set_test_settings(refine=dataclasses.replace(model.test_refine, mirror=chosen))
-    logging.info("mirror selected on validation: %s (%s)", chosen,
-                 {m: round(v[metric], 2) for m, v in by_choice.items()})
+    chosen, by_choice = _choose_on_validation(
+        model, validation, (False, True), configured,
+        lambda mirror: {"refine": dataclasses.replace(model.test_refine, mirror=mirror)}, "mirror", verbose)
     return {"chosen": chosen, "configured": configured,
             "validation": {str(m).lower(): v for m, v in by_choice.items()}}
 
