@@ -113,11 +113,11 @@ class DVN(StructuredModel):
         targets = {kind: self.spec.oracle_fn(y, y_true) for kind, y in samples.items()}
         with tf.GradientTape() as tape:
             context = self.value_net.precompute(x, training=True)
-            losses = {}
+            losses, logits = {}, {}
             for kind, y in samples.items():
-                logits = self.value_net.score(context, y, training=True)
+                logits[kind] = self.value_net.score(context, y, training=True)
                 losses[kind] = batch.mean(
-                    tf.nn.sigmoid_cross_entropy_with_logits(labels=targets[kind], logits=logits))
+                    tf.nn.sigmoid_cross_entropy_with_logits(labels=targets[kind], logits=logits[kind]))
             # A weighted mean, so enabling another kind of tuple does not scale the step size.
             data_loss = tf.add_n([self.sample_weights[k] * v for k, v in losses.items()]) / sum(
                 self.sample_weights.values())
@@ -125,12 +125,14 @@ class DVN(StructuredModel):
         variables = self.value_net.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
 
-        value_fn = self.value_map(context)
         statistics = {"loss": total}
         statistics.update({f"loss_{k}": v for k, v in losses.items()})
         statistics.update({f"oracle_{k}": batch.mean(v) for k, v in targets.items()})
-        # D's value beside each kind's oracle (oracle_<kind>): where D over- or underrates.
-        statistics.update({f"value_{k}": batch.mean(value_fn(y)) for k, y in samples.items()})
-        statistics["value_ground_truth"] = batch.mean(value_fn(y_true))
+        # D's value beside each kind's oracle (oracle_<kind>): where D over- or underrates. Read off
+        # the forward pass the update used (before the update, with dropout), as Keras' training
+        # metrics are: scoring every kind again after the update cost a tenth of each step.
+        statistics.update({f"value_{k}": batch.mean(tf.sigmoid(v)) for k, v in logits.items()})
+        if "ground_truth" not in logits:
+            statistics["value_ground_truth"] = batch.mean(tf.sigmoid(self.value_net.score(context, y_true)))
         self.track(**statistics)
         return self.train_results()
