@@ -16,6 +16,27 @@ python -m tfsp.launch --task=lfw --method=fcn --data_dir="$DATA" --seed=0 --mode
 # LDRSP, the task file's 50 epochs, validation every 25; test-time steps chosen on validation.
 python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --model_dir="$RUNS/lfw-ldrsp50" \
   --verbose=2 --step_curve=30 --set select_refine_steps=true --set validation_every=25 --set compare_crop_modes=false
+# LDRSP with the horse recipe (issue 13 -> issue 14): DVN's value net regressed with cross-entropy to
+# pixel accuracy, G pretrained for the FCN's 200 epochs (18,800 updates), D warmed up on the frozen G
+# for 20 epochs, then 30 joint epochs; inference, trajectory, adversarial, noisy-G, stratified and
+# mismatched tuples; 10 normalized steps of 5 in training and at test, the test steps and crop mode
+# chosen on validation (200 images, every 20 epochs).
+RECIPE=(--set oracle=pixel_accuracy --set value_loss=cross_entropy
+  --set 'value_net={"kind":"conv","filters":[64,128,128],"dense":[384,192],"dropout":0.25,"activation":"leaky_relu"}'
+  --set 'd_optimizer={"name":"adam","learning_rate":0.001,"beta_1":0.9,"clipnorm":10}'
+  --set 'test_refine={"steps":10,"step_size":5.0,"normalize":true}'
+  --set 'train_refine={"steps":10,"step_size":5.0,"normalize":true}'
+  --set 'adversarial={"steps":3,"step_size":5.0,"normalize":true,"from_ground_truth":0.5}'
+  --set refine_from_zeros=1 --set noisy_weight=1 --set trajectory_weight=1
+  --set 'extra_sample_weights={"stratified":1,"mismatched":1}'
+  --set g_pretrain_updates=18800 --set d_warmup_updates=1880 --set updates=23500
+  --set select_refine_steps=true --set select_crop_mode=true --set validation_every=20
+  --set validation_images=200)
+for s in 0 1 2; do
+  suffix=""; [ "$s" != 0 ] && suffix="-seed$s"
+  python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed="$s" --verbose=2 \
+    --model_dir="$RUNS/lfw-ldrsp-recipe$suffix" --results_suffix="$suffix-recipe" "${RECIPE[@]}"
+done
 # DVN with the task file's defaults (leaky ReLU, lr 3e-4, ground-truth and mismatched tuples,
 # 8 epochs, validation every 4), spelled out:
 DVN=(--task=lfw --method=dvn --data_dir="$DATA" --seed=0 --model_dir="$RUNS/lfw-dvn-mismatched"
