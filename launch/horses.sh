@@ -253,3 +253,14 @@ python -m tfsp.launch --mode=evaluate --task=horses --method=ldrsp --data_dir="$
   --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 --set updates=7800 --set select_mirror=true \
   --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-updates7800" \
   --results_suffix=-cross-entropy-g-adversarial0.3-updates7800-select-mirror --verbose=2
+
+# The LDRSP paper's comparison rows (issue 16): GAN, LSGAN, WGAN-GP and EBGAN with LDRSP's G, D
+# network, D optimizer and test-time refinement (steps and crop mode chosen on validation), 5,200
+# updates as LDRSP's, validation on 3x3 crops every 50 epochs; the task file's defaults.
+for method in gan lsgan wgan_gp ebgan; do
+  for s in 0 1 2; do
+    suffix=""; [ "$s" != 0 ] && suffix="-seed$s"
+    python -m tfsp.launch --task=horses --method="$method" --data_dir="$DATA" --seed="$s" --verbose=2 \
+      $([ "$s" = 0 ] && echo --step_curve=30) --model_dir="$RUNS/horses-$method$suffix"
+  done
+done

@@ -105,7 +105,8 @@ def test_wgan_gradient_penalty_matches_a_finite_difference_gradient_norm():
 def test_baseline_on_segmentation_with_the_patch_discriminator(method):
     """One logit per pixel (PatchDiscriminator), per-position losses averaged per example,
     and test-time crops: a few updates, finite losses, both predictions in [0, 1]."""
-    extra = {"test_refine": {"steps": 2, "step_size": 1.0, "normalize": True}}
+    extra = {"test_refine": {"steps": 2, "step_size": 1.0, "normalize": True},
+             "value_net": {"kind": "patch", "filters": [8, 8, 8]}}
     spec, train, test, config = toy_task(config_lib.deep_update(dict(SMALL), extra), method)
     assert config.value_net.kind == "patch"
     tf.keras.utils.set_random_seed(0)
@@ -117,6 +118,16 @@ def test_baseline_on_segmentation_with_the_patch_discriminator(method):
     for kind in ("y", "y_inference_net"):
         assert outputs[kind].shape == (4, 32, 32, 1)
         assert (outputs[kind].numpy() >= 0).all() and (outputs[kind].numpy() <= 1).all()
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_horse_baselines_share_ldrsp_networks_refinement_and_budget(method):
+    """The comparison the LDRSP paper makes: the baselines differ from LDRSP in their losses alone."""
+    baseline, ldrsp = config_lib.resolve("horses", method), config_lib.resolve("horses", "ldrsp")
+    assert baseline.value_net == ldrsp.value_net and baseline.inference_net == ldrsp.inference_net
+    assert baseline.settings.d_optimizer == ldrsp.settings.d_optimizer
+    assert baseline.settings.test_refine == ldrsp.settings.test_refine
+    assert (baseline.updates, baseline.validation_crop_grid) == (ldrsp.updates, ldrsp.validation_crop_grid)
 
 
 def test_alen_ablations_are_ldrsp_configurations():

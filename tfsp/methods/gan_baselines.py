@@ -1,8 +1,8 @@
 """The GAN-family baselines of the LDRSP paper's comparison: GAN, LSGAN, WGAN-GP and EBGAN.
 
-Each has LDRSP's networks (tfsp.build: the task's inference network G, and D(x, y) of LDRSP's
-kind, the SPEN-style MultiLabelEnergy on multi-label and the PatchDiscriminator on
-segmentation), LDRSP's optimizers (Adam, β1 0.5) and LDRSP's prediction: G(x) alone, and G(x)
+Each has LDRSP's networks (tfsp.build: the task's inference network G, and D(x, y) of the kind
+the task file gives LDRSP: the SPEN-style MultiLabelEnergy on multi-label, DVN's convolutional
+value net on horses), LDRSP's optimizers and LDRSP's prediction: G(x) alone, and G(x)
 refined by normalized-gradient ascent on D's value (`value_map`) with the task's projection
 (test_refine; `select_refine_steps` picks the step count on validation as for LDRSP). They
 differ from LDRSP in the losses alone. One training step updates D once on real tuples
