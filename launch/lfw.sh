@@ -37,6 +37,21 @@ for s in 0 1 2; do
   python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed="$s" --verbose=2 \
     --model_dir="$RUNS/lfw-ldrsp-recipe$suffix" --results_suffix="$suffix-recipe" "${RECIPE[@]}"
 done
+# DVN with the horse recipe (issue 13 -> issue 14): training inference = test inference (10
+# normalized steps of 10), 3-step adversarial tuples, six tuple kinds, Adam 1e-3 with clipnorm 10
+# cut tenfold at 50% and 80% of a 5,000-update budget; steps and crop mode chosen on validation
+# (200 images, every 10 epochs).
+DVN_RECIPE=(--set 'optimizer={"name":"adam","learning_rate":0.001,"beta_1":0.9,"clipnorm":10,"decay_epochs":[27,43]}'
+  --set 'test_refine={"steps":10,"step_size":10.0,"normalize":true}' --set train_with_test_refine=true
+  --set 'adversarial={"steps":3,"step_size":10.0,"normalize":true,"from_ground_truth":0.5,"objective":"loss"}'
+  --set 'sample_weights={"inference":1,"adversarial":1,"ground_truth":1,"mismatched":1,"trajectory":1,"stratified":1}'
+  --set updates=5000 --set select_refine_steps=true --set select_crop_mode=true --set validation_every=10
+  --set validation_images=200)
+for s in 0 1 2; do
+  suffix=""; [ "$s" != 0 ] && suffix="-seed$s"
+  python -m tfsp.launch --task=lfw --method=dvn --data_dir="$DATA" --seed="$s" --verbose=2 \
+    --model_dir="$RUNS/lfw-dvn-recipe$suffix" --results_suffix="$suffix-recipe" "${DVN_RECIPE[@]}"
+done
 # DVN with the task file's defaults (leaky ReLU, lr 3e-4, ground-truth and mismatched tuples,
 # 8 epochs, validation every 4), spelled out:
 DVN=(--task=lfw --method=dvn --data_dir="$DATA" --seed=0 --model_dir="$RUNS/lfw-dvn-mismatched"
