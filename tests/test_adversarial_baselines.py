@@ -121,6 +121,28 @@ def test_baseline_on_segmentation_with_the_patch_discriminator(method):
 
 
 @pytest.mark.parametrize("method", BASELINES)
+def test_baseline_follows_ldrsp_schedule(method):
+    """LDRSP's schedule: G alone on cross-entropy for 10 updates, D alone on the frozen G for
+    the next 10 (G's weights unchanged), then both."""
+    spec, train, _, _ = synthetic_task()
+    config = method_config(method, g_pretrain_updates=10, d_warmup_updates=10, test_refine=NORMALIZED)
+    tf.keras.utils.set_random_seed(0)
+    model = experiment.build_method(config, spec, steps_per_epoch=5)
+    callbacks = model.training_callbacks(steps_per_epoch=5)
+    counts = lambda: (int(model.g_optimizer.iterations), int(model.d_optimizer.iterations))  # noqa: E731
+    history = model.fit(train.take(5), epochs=2, verbose=0, callbacks=callbacks).history
+    assert counts() == (10, 0) and model.training_phase == "pretrain"
+    assert history["g_adversarial"] == [0.0, 0.0]
+    g_weights = [w.numpy() for w in model.inference_net.weights]
+    model.fit(train.take(5), initial_epoch=2, epochs=4, verbose=0, callbacks=callbacks)
+    assert counts() == (10, 10) and model.training_phase == "warmup"
+    for before, after in zip(g_weights, model.inference_net.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    model.fit(train.take(5), initial_epoch=4, epochs=5, verbose=0, callbacks=callbacks)
+    assert counts() == (15, 15) and model.training_phase == "joint"
+
+
+@pytest.mark.parametrize("method", BASELINES)
 def test_horse_baselines_share_ldrsp_networks_refinement_and_budget(method):
     """The comparison the LDRSP paper makes: the baselines differ from LDRSP in their losses alone."""
     baseline, ldrsp = config_lib.resolve("horses", method), config_lib.resolve("horses", "ldrsp")
@@ -128,6 +150,8 @@ def test_horse_baselines_share_ldrsp_networks_refinement_and_budget(method):
     assert baseline.settings.d_optimizer == ldrsp.settings.d_optimizer
     assert baseline.settings.test_refine == ldrsp.settings.test_refine
     assert (baseline.updates, baseline.validation_crop_grid) == (ldrsp.updates, ldrsp.validation_crop_grid)
+    assert (baseline.settings.g_pretrain_updates, baseline.settings.d_warmup_updates) == (
+        ldrsp.settings.g_pretrain_updates, ldrsp.settings.d_warmup_updates)
 
 
 def test_alen_ablations_are_ldrsp_configurations():

@@ -7,7 +7,9 @@ refined by normalized-gradient ascent on D's value (`value_map`) with the task's
 (test_refine; `select_refine_steps` picks the step count on validation as for LDRSP). They
 differ from LDRSP in the losses alone. One training step updates D once on real tuples
 (x, y*) and generated ones (x, ŷ) with ŷ = G(x) (from G in inference mode, as LDRSP's tuples),
-then G once on cross-entropy + λ_g·(the family's generator loss) with D fixed.
+then G once on cross-entropy + λ_g·(the family's generator loss) with D fixed; with LDRSP's
+schedule (tfsp.methods.schedule: g_pretrain_updates, d_warmup_updates) G is first trained on
+cross-entropy alone, then D alone on the frozen G.
 
 With s = D(x, y) the network's output, one logit per example or, for the patch discriminator,
 one per pixel, whose losses are averaged per example as LDRSP's are, and σ the logistic function:
@@ -49,21 +51,23 @@ import keras
 import tensorflow as tf
 
 from tfsp.config import POSITIVE, at_least
-from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings
+from tfsp.methods.base import WithInferenceNetwork
 from tfsp.methods.registry import register
 from tfsp.methods.replicas import per_example_mean
+from tfsp.methods.schedule import PhasedSettings, PhasedTraining
 from tfsp.methods.spen import EnergyValue
 from tfsp.networks import ValueNetwork
 from tfsp.refine import per_example, value_and_gradient
 
 
 @dataclasses.dataclass
-class GANSettings(WithInferenceNetworkSettings):
-    """d_optimizer trains D, g_optimizer G: LDRSP's defaults (Adam, β1 0.5) for every baseline."""
+class GANSettings(PhasedSettings):
+    """d_optimizer trains D, g_optimizer G: LDRSP's defaults (Adam, β1 0.5) for every baseline;
+    LDRSP's schedule (g_pretrain_updates, d_warmup_updates)."""
     generator_adversarial_weight: float = 1.0
     """λ_g: weight of G's adversarial term beside its cross-entropy (as LDRSP's)."""
 
-    RANGES: ClassVar = {"generator_adversarial_weight": at_least(0)}
+    RANGES: ClassVar = {**PhasedSettings.RANGES, "generator_adversarial_weight": at_least(0)}
 
 
 @dataclasses.dataclass
@@ -94,7 +98,7 @@ def gradient_penalty(critic_fn, y):
     return tf.square(norm - 1.0)
 
 
-class AdversarialBaseline(WithInferenceNetwork):
+class AdversarialBaseline(PhasedTraining, WithInferenceNetwork):
     """What the four baselines share (the module docstring); a family gives D's loss terms
     (`discriminator_losses`), G's adversarial loss (`generator_loss`) and D's value
     (`value_map`, the base's sigmoid unless overridden). `d_optimizer` trains D, `g_optimizer` G."""
@@ -110,6 +114,7 @@ class AdversarialBaseline(WithInferenceNetwork):
         self.inference_net = inference_net
         self.value_net = value_net
         self.generator_adversarial_weight = float(settings.generator_adversarial_weight)
+        self.init_schedule(settings)
         self.d_term_weights: Dict[str, float] = {}
         """Weights of D's loss terms by name (1 for those not named)."""
         self.add_train_statistics(["d_loss", "d_real", "d_fake", *(f"d_{name}" for name in self.extra_terms),
@@ -153,28 +158,38 @@ class AdversarialBaseline(WithInferenceNetwork):
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
         return d_loss, terms
 
-    def update_generator(self, x, y_true, batch, context):
+    def update_generator(self, x, y_true, batch, context, update: bool = True):
         """One update of G on cross-entropy + λ_g·adversarial loss with D fixed (`context`: D's
-        precompute(x)); returns the three."""
+        precompute(x); None: cross-entropy alone, G's pretraining); returns the three. With
+        `update` false (D's warm-up) only the losses, G left as it is."""
         with tf.GradientTape() as tape:
             logits = self.inference_net(x, training=True)
             cross_entropy = batch.mean(self.spec.cross_entropy(y_true, logits))
-            score_fake = self.value_net.score(context, self.spec.output_probabilities(logits))
-            adversarial = batch.mean(self.generator_loss(score_fake))
+            adversarial = tf.zeros_like(cross_entropy)
+            if context is not None:
+                score_fake = self.value_net.score(context, self.spec.output_probabilities(logits))
+                adversarial = batch.mean(self.generator_loss(score_fake))
             g_loss = (cross_entropy + self.generator_adversarial_weight * adversarial
                       + batch.penalty(self.inference_net.losses))
-        variables = self.inference_net.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
+        if update:
+            variables = self.inference_net.trainable_variables
+            self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
         return g_loss, cross_entropy, adversarial
 
     def train_step(self, data):
         x, y_true = data[0], tf.cast(data[1], tf.float32)
         x = self.prepare_inputs(x)
         batch = self.global_batch(x)
+        if self.training_phase == "pretrain":
+            g_loss, g_cross_entropy, _ = self.update_generator(x, y_true, batch, None)
+            self.track(loss=g_loss, g_loss=g_loss, g_cross_entropy=g_cross_entropy)
+            return self.train_results()
         y_fake = self.generate_samples(x, y_true)["inference_net"]
         d_loss, d_terms = self.update_discriminator(x, y_true, y_fake, batch)
         context = self.value_net.precompute(x)  # of the updated D, which G's update leaves fixed
-        g_loss, g_cross_entropy, g_adversarial = self.update_generator(x, y_true, batch, context)
+        # In D's warm-up G is frozen: its losses are tracked, not applied.
+        g_loss, g_cross_entropy, g_adversarial = self.update_generator(
+            x, y_true, batch, context, update=self.training_phase == "joint")
         value_fn = self.value_from(context)  # D's value as refinement ascends it
         self.track(loss=d_loss + g_loss, d_loss=d_loss, g_loss=g_loss, g_cross_entropy=g_cross_entropy,
                    g_adversarial=g_adversarial, value_ground_truth=batch.mean(value_fn(y_true)),

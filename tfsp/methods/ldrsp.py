@@ -43,15 +43,15 @@ from typing import ClassVar, Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
-from absl import logging
 
 from tfsp.config import PROBABILITY, at_least, each
-from tfsp.methods.base import WithInferenceNetwork, WithInferenceNetworkSettings
+from tfsp.methods.base import WithInferenceNetwork
 from tfsp.methods.replicas import per_example_mean
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
                                  checked_sample_weights, mixed_starts, reference_samples,
                                  trajectory_samples)
 from tfsp.methods.registry import register
+from tfsp.methods.schedule import PhasedSettings, PhasedTraining
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, per_example, refine
 
@@ -80,7 +80,7 @@ def value_regression_loss(kind: str, scores, target):
 
 
 @dataclasses.dataclass
-class LDRSPSettings(WithInferenceNetworkSettings):
+class LDRSPSettings(PhasedSettings):
     """d_optimizer trains D, g_optimizer G (Adam β1 0.5, as in the papers)."""
     train_refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
     """The refinement of G(x) that makes D's refined tuples."""
@@ -100,10 +100,6 @@ class LDRSPSettings(WithInferenceNetworkSettings):
     """Fraction of the examples whose training refinement (refined and trajectory tuples) starts
     from zeros instead of G(x), as DVN's inference does: D is then also fitted between zeros and
     G(x), not only around G's outputs on the training images, which G fits better than new ones."""
-    g_pretrain_updates: int = 0
-    """Schedule: first this many updates train G on cross-entropy alone."""
-    d_warmup_updates: int = 0
-    """Schedule: then this many train D alone on the frozen G's tuples; then joint training."""
     noisy_weight: float = 0.0
     """Weight in D's loss of noisy G outputs, output_probabilities(logits + noise_std·ε)."""
     noise_std: float = 1.0
@@ -127,43 +123,19 @@ class LDRSPSettings(WithInferenceNetworkSettings):
     (with heldout_folds), so D also sees the path test-time refinement takes from an unseen
     image's G output; refine_from_zeros + refine_from_heldout <= 1, the rest start from G(x)."""
 
-    RANGES: ClassVar = {"generator_adversarial_weight": at_least(0), "task_loss_weight": at_least(0),
+    RANGES: ClassVar = {**PhasedSettings.RANGES,
+                        "generator_adversarial_weight": at_least(0), "task_loss_weight": at_least(0),
                         "inference_weight": at_least(0),
                         "adversarial_weight": at_least(0), "trajectory_weight": at_least(0),
-                        "refine_from_zeros": PROBABILITY, "g_pretrain_updates": at_least(0),
-                        "d_warmup_updates": at_least(0), "noisy_weight": at_least(0), "noise_std": at_least(0),
+                        "refine_from_zeros": PROBABILITY, "noisy_weight": at_least(0), "noise_std": at_least(0),
                         "extra_sample_weights": each(at_least(0)),
                         "value_loss": ((lambda v: v in VALUE_LOSSES), " or ".join(VALUE_LOSSES)),
                         "heldout_folds": ((lambda v: v == 0 or v >= 2), "0 or at least 2"),
                         "heldout_weight": at_least(0), "refine_from_heldout": PROBABILITY}
 
 
-class PhaseSchedule(keras.callbacks.Callback):
-    """Switches the model's training phase (LDRSP: pretrain, warmup, joint) at update counts:
-    `boundaries` = [(first update of the phase, phase), ...] in increasing order. The update
-    count is epoch × steps_per_epoch + batch, so a resumed run is in the phase it left."""
-
-    def __init__(self, boundaries, steps_per_epoch: int):
-        super().__init__()
-        self.boundaries, self.steps_per_epoch = list(boundaries), int(steps_per_epoch)
-        self._epoch = 0
-
-    def phase_at(self, update: int) -> str:
-        return [phase for first, phase in self.boundaries if update >= first][-1]
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        phase = self.phase_at(self._epoch * self.steps_per_epoch + batch)
-        if phase != self.model.training_phase:
-            logging.info("training phase %s from update %d", phase, self._epoch * self.steps_per_epoch + batch)
-            self.model.set_training_phase(phase)
-            self.model.make_train_function()
-
-
 @register("ldrsp", settings=LDRSPSettings)
-class LDRSP(WithInferenceNetwork):
+class LDRSP(PhasedTraining, WithInferenceNetwork):
     """`d_optimizer` trains D, `g_optimizer` trains G."""
 
     refines = True
@@ -202,9 +174,7 @@ class LDRSP(WithInferenceNetwork):
         if self.refine_from_zeros + self.refine_from_heldout > 1:
             raise ValueError(f"LDRSP refine_from_zeros + refine_from_heldout must be at most 1, got "
                              f"{self.refine_from_zeros} + {self.refine_from_heldout}")
-        self.g_pretrain_updates = int(settings.g_pretrain_updates)
-        self.d_warmup_updates = int(settings.d_warmup_updates)
-        self.training_phase = "joint"
+        self.init_schedule(settings)
         names = ["d_loss", "d_ground_truth", "d_inference_net"]
         if self.inference_weight:
             names += ["d_refined", "oracle_refined"]
@@ -250,21 +220,6 @@ class LDRSP(WithInferenceNetwork):
         picked = tf.gather_nd(outputs, tf.stack([fold, tf.range(tf.shape(fold)[0])], axis=1))
         return tf.stop_gradient(picked)
 
-    def training_callbacks(self, steps_per_epoch: int) -> list:
-        """The schedule of g_pretrain_updates / d_warmup_updates, if any."""
-        if not (self.g_pretrain_updates or self.d_warmup_updates):
-            return []
-        first_joint = self.g_pretrain_updates + self.d_warmup_updates
-        return [PhaseSchedule([(0, "pretrain"), (self.g_pretrain_updates, "warmup"), (first_joint, "joint")],
-                              steps_per_epoch)]
-
-    def optimizer_updates_at(self, optimizer_name: str, run_updates: int) -> int:
-        """D is not updated while G is pretrained, G not while D warms up."""
-        pretrain, warmup = self.g_pretrain_updates, self.d_warmup_updates
-        if optimizer_name == "d_optimizer":
-            return max(0, run_updates - pretrain)
-        return min(run_updates, pretrain) + max(0, run_updates - pretrain - warmup)
-
     def initial_output(self, x, training=False):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
         return y_g, {"y_inference_net": y_g}
@@ -307,17 +262,6 @@ class LDRSP(WithInferenceNetwork):
                                                               y_true, y_g, self.adversarial)
         samples.update(reference_samples(self, self.extra_sample_weights, y_true))
         return samples
-
-    PHASES = ("pretrain", "warmup", "joint")
-
-    def set_training_phase(self, phase: str) -> None:
-        """pretrain: G on cross-entropy alone; warmup: D alone on the frozen G; joint: both.
-        The compiled train step bakes the phase in, so it is dropped here."""
-        if phase not in self.PHASES:
-            raise ValueError(f"unknown LDRSP training phase {phase!r}; valid: {self.PHASES}")
-        if phase != self.training_phase:
-            self.training_phase = phase
-            self.train_function = None
 
     def train_step(self, data):
         x, (y_true, fold) = data[0], self.split_folds(tf.cast(data[1], tf.float32))
