@@ -12,6 +12,15 @@ DATA=${DATA:-${TFSP_DATA_DIR:-../shared/data}}
 RUNS=${RUNS:-runs}
 export TF_NUM_INTRAOP_THREADS=${TF_NUM_INTRAOP_THREADS:-1}
 
+three_seeds() {  # method [flags...]: seeds 0-2 into $RUNS/lfw-<method>-recipe[-seedN], results *-recipe
+  local method=$1; shift
+  for s in 0 1 2; do
+    local suffix=""; [ "$s" != 0 ] && suffix="-seed$s"
+    python -m tfsp.launch --task=lfw --method="$method" --data_dir="$DATA" --seed="$s" --verbose=2 \
+      --model_dir="$RUNS/lfw-$method-recipe$suffix" --results_suffix="$suffix-recipe" "$@"
+  done
+}
+
 python -m tfsp.launch --task=lfw --method=fcn --data_dir="$DATA" --seed=0 --model_dir="$RUNS/lfw-fcn" --verbose=2
 # LDRSP, the task file's 50 epochs, validation every 25; test-time steps chosen on validation.
 python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --model_dir="$RUNS/lfw-ldrsp50" \
@@ -32,11 +41,7 @@ RECIPE=(--set oracle=pixel_accuracy --set value_loss=cross_entropy
   --set g_pretrain_updates=18800 --set d_warmup_updates=1880 --set updates=23500
   --set select_refine_steps=true --set select_crop_mode=true --set validation_every=20
   --set validation_images=200)
-for s in 0 1 2; do
-  suffix=""; [ "$s" != 0 ] && suffix="-seed$s"
-  python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed="$s" --verbose=2 \
-    --model_dir="$RUNS/lfw-ldrsp-recipe$suffix" --results_suffix="$suffix-recipe" "${RECIPE[@]}"
-done
+three_seeds ldrsp "${RECIPE[@]}"
 # DVN with the horse recipe (issue 13 -> issue 14): training inference = test inference (10
 # normalized steps of 10), 3-step adversarial tuples, six tuple kinds, Adam 1e-3 with clipnorm 10
 # cut tenfold at 50% and 80% of a 5,000-update budget; steps and crop mode chosen on validation
@@ -47,11 +52,7 @@ DVN_RECIPE=(--set 'optimizer={"name":"adam","learning_rate":0.001,"beta_1":0.9,"
   --set 'sample_weights={"inference":1,"adversarial":1,"ground_truth":1,"mismatched":1,"trajectory":1,"stratified":1}'
   --set updates=5000 --set select_refine_steps=true --set select_crop_mode=true --set validation_every=10
   --set validation_images=200)
-for s in 0 1 2; do
-  suffix=""; [ "$s" != 0 ] && suffix="-seed$s"
-  python -m tfsp.launch --task=lfw --method=dvn --data_dir="$DATA" --seed="$s" --verbose=2 \
-    --model_dir="$RUNS/lfw-dvn-recipe$suffix" --results_suffix="$suffix-recipe" "${DVN_RECIPE[@]}"
-done
+three_seeds dvn "${DVN_RECIPE[@]}"
 # DVN with the task file's defaults (leaky ReLU, lr 3e-4, ground-truth and mismatched tuples,
 # 8 epochs, validation every 4), spelled out:
 DVN=(--task=lfw --method=dvn --data_dir="$DATA" --seed=0 --model_dir="$RUNS/lfw-dvn-mismatched"
