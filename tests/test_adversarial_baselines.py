@@ -3,6 +3,7 @@ tiny synthetic data: each baseline trains with finite losses, its D learns to te
 G's outputs, the WGAN-GP penalty is the squared distance of a finite-difference gradient norm
 from 1, and a short run of each through tfsp.launch writes a results JSON."""
 
+import copy
 import json
 
 import numpy as np
@@ -107,7 +108,7 @@ def test_baseline_on_segmentation_with_the_patch_discriminator(method):
     and test-time crops: a few updates, finite losses, both predictions in [0, 1]."""
     extra = {"test_refine": {"steps": 2, "step_size": 1.0, "normalize": True},
              "value_net": {"kind": "patch", "filters": [8, 8, 8]}}
-    spec, train, test, config = toy_task(config_lib.deep_update(dict(SMALL), extra), method)
+    spec, train, test, config = toy_task(config_lib.deep_update(copy.deepcopy(SMALL), extra), method)
     assert config.value_net.kind == "patch"
     tf.keras.utils.set_random_seed(0)
     model = experiment.build_method(config, spec, steps_per_epoch=2)

@@ -4,6 +4,7 @@ Offline: the LFW tree (images, PPM labels, superpixel files) is written into tmp
 the loader tests' helper `_lfw_tree` (tests/test_images_data.py).
 """
 
+import copy
 import dataclasses
 import io
 import json
@@ -139,7 +140,7 @@ def test_build_lfw_splits_and_missing_data(tmp_path, monkeypatch):
 def test_refined_three_class_outputs_stay_on_the_simplex(method, crop_mode):
     spec = multiclass_segmentation_spec("toy", 32, 3, crop_size=24, crop_grid=2)
     config = config_lib.resolve("lfw", method, config_lib.deep_update(
-        dict(SMALL), {"crop_mode": crop_mode, "test_refine": {"steps": 5}}))
+        copy.deepcopy(SMALL), {"crop_mode": crop_mode, "test_refine": {"steps": 5}}))
     tf.keras.utils.set_random_seed(0)
     model = experiment.build_method(config, spec, steps_per_epoch=1)
     x = tf.constant(np.random.RandomState(0).rand(2, 32, 32, 3).astype(np.float32))

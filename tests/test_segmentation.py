@@ -1,5 +1,6 @@
 """Segmentation machinery: crop grid, joint inference, the conv networks and the methods on toy shapes."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -140,7 +141,7 @@ SMALL = {"inference_net": {"filters": [8, 16, 16]}, "value_net": {"filters": [8,
                "adversarial": {"step_size": 1.0}, "crop_mode": "joint"}),
 ])
 def test_segmentation_methods_learn_toy_shapes(method, extra):
-    spec, train, test, config = toy_task(config_lib.deep_update(dict(SMALL), extra), method)
+    spec, train, test, config = toy_task(config_lib.deep_update(copy.deepcopy(SMALL), extra), method)
     tf.keras.utils.set_random_seed(0)
     model = experiment.build_method(config, spec, steps_per_epoch=4)
     history = model.fit(train, epochs=8, verbose=0, shuffle=False)
@@ -258,7 +259,7 @@ def test_ldrsp_heldout_folds_train_each_fold_network_outside_its_fold():
     extra = {"train_refine": {"steps": 2, "step_size": 1.0}, "test_refine": {"steps": 2, "step_size": 1.0},
              "adversarial": {"step_size": 1.0}, "heldout_folds": 2, "refine_from_heldout": 0.5,
              "refine_from_zeros": 0.5, "g_pretrain_updates": 4, "d_warmup_updates": 2}
-    spec, _, test, config = toy_task(config_lib.deep_update(dict(SMALL), extra), "ldrsp")
+    spec, _, test, config = toy_task(config_lib.deep_update(copy.deepcopy(SMALL), extra), "ldrsp")
     assert experiment.training_folds(config) == 2
     tf.keras.utils.set_random_seed(0)
     model = experiment.build_method(config, spec, steps_per_epoch=4)
