@@ -254,6 +254,12 @@ python -m tfsp.launch --mode=evaluate --task=horses --method=ldrsp --data_dir="$
   --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-updates7800" \
   --results_suffix=-cross-entropy-g-adversarial0.3-updates7800-select-mirror --verbose=2
 
+# Seed 2 of the cross-entropy + 0.3 configuration re-tested with the mirror chosen on validation.
+python -m tfsp.launch --mode=evaluate --task=horses --method=ldrsp --data_dir="$DATA" --seed=2 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 --set select_mirror=true \
+  --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-seed2" \
+  --results_suffix=-cross-entropy-g-adversarial0.3-select-mirror --verbose=2
+
 # The LDRSP paper's comparison rows (issue 16): GAN, LSGAN, WGAN-GP and EBGAN with LDRSP's G, D
 # network, D optimizer and test-time refinement (steps and crop mode chosen on validation), 5,200
 # updates as LDRSP's, validation on 3x3 crops every 50 epochs; the task file's defaults.
