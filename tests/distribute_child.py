@@ -35,8 +35,9 @@ CONFIGS = {
     "feedforward": {"inference_net": {"weight_decay": 1e-3}},
     "dvn": {"sample_weights": {"inference": 1.0, "adversarial": 1.0, "ground_truth": 1.0},
             "adversarial": {"from_ground_truth": 0.0}, "value_net": {"weight_decay": 1e-3}},
+    # With D's moving average (updated in cross-replica context) among the weights compared.
     "ldrsp": {"adversarial": {"from_ground_truth": 0.0, "normalize": True, "step_size": 0.2},
-              "train_refine": {"normalize": True, "step_size": 0.2}},
+              "train_refine": {"normalize": True, "step_size": 0.2}, "value_average": 0.9},
     # The SSVM primary loss draws no random numbers (CD's Bernoulli samples would differ per
     # replica by design). Two inner steps and two series terms exercise the optimizer inside
     # the inner loop and the all-reduced Hessian-vector products; λ = 0 for the first step.

@@ -189,6 +189,41 @@ def test_ldrsp_schedule_switches_phases_at_the_configured_update_counts():
     assert d_rates[30] == pytest.approx(1e-3) and d_rates[31] == pytest.approx(5e-4)
 
 
+@pytest.mark.parametrize("method", ["ldrsp", "dvn"])
+def test_value_average_is_a_moving_average_of_the_value_net_and_prediction_ascends_it(method):
+    """value_average = 0.9: after D's update n (from 1) the average is decay·average + (1 − decay)·D
+    with decay = min(0.9, n / (9 + n)) (0 at the first update: a copy), and refinement at
+    prediction ascends the average while training tuples keep coming from D."""
+    spec, train, test, _ = synthetic_task()
+    config = method_config(method, value_average=0.9)
+    model = experiment.build_method(config, spec, steps_per_epoch=15)
+    for average, weight in zip(model.value_net_average.get_weights(), model.value_net.get_weights()):
+        np.testing.assert_array_equal(average, weight)  # built as a copy
+    seen = []
+
+    class ValueNetWeights(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append([np.float64(w) for w in model.value_net.get_weights()])
+
+    model.fit(train, epochs=1, verbose=0, shuffle=False, callbacks=[ValueNetWeights()])
+    expected = seen[0]
+    for n, weights in enumerate(seen[1:], start=2):
+        decay = min(0.9, (n - 1 + 1.0) / (n - 1 + 10.0))
+        expected = [decay * a + (1 - decay) * w for a, w in zip(expected, weights)]
+    for average, value in zip(model.value_net_average.get_weights(), expected):
+        np.testing.assert_allclose(average, value, rtol=1e-4, atol=1e-6)
+    assert not all(np.allclose(a, w) for a, w in zip(model.value_net_average.get_weights(),
+                                                      model.value_net.get_weights()))
+    x, _ = next(iter(test))
+    x = model.prepare_inputs(x)
+    y = tf.fill([x.shape[0], 8], 0.5)
+    predicted = model.value_of(x)(y)
+    averaged = tf.sigmoid(model.value_net_average.score(model.value_net_average.precompute(x), y))
+    np.testing.assert_allclose(predicted, averaged, rtol=1e-5)
+    with pytest.raises(config_lib.ConfigError, match="value_average"):
+        config_lib.validate(method_config(method, value_average=1.0))
+
+
 def test_phase_schedule_is_refused_by_a_method_without_phases():
     with pytest.raises(config_lib.ConfigError, match="test: unknown key 'g_pretrain_updates' in "
                                                      "ExperimentConfig or DVNSettings"):

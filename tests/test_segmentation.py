@@ -138,7 +138,7 @@ SMALL = {"inference_net": {"filters": [8, 16, 16]}, "value_net": {"filters": [8,
     ("dvn", {"train_refine": {"steps": 3, "step_size": 10.0, "normalize": True},
              "test_refine": {"steps": 5, "step_size": 10.0, "normalize": True}, "crop_mode": "average"}),
     ("ldrsp", {"train_refine": {"steps": 2, "step_size": 1.0}, "test_refine": {"steps": 5, "step_size": 1.0},
-               "adversarial": {"step_size": 1.0}, "crop_mode": "joint"}),
+               "adversarial": {"step_size": 1.0}, "crop_mode": "joint", "value_average": 0.9}),
 ])
 def test_segmentation_methods_learn_toy_shapes(method, extra):
     spec, train, test, config = toy_task(config_lib.deep_update(copy.deepcopy(SMALL), extra), method)

@@ -21,7 +21,8 @@ import tensorflow as tf
 from tfsp import crops, oracles
 from tfsp.config import ConfigError, OptimizerConfig
 from tfsp.methods.keras_build import BuiltBeforeFit
-from tfsp.methods.replicas import GlobalBatch, _replica_context, per_example_mean, step_logs
+from tfsp.methods.replicas import (GlobalBatch, _replica_context, assign_moving_average,
+                                   per_example_mean, step_logs)
 from tfsp.refine import RefineConfig, refine
 from tfsp.spec import TaskSpec, metric_sums
 
@@ -183,25 +184,66 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
         with test_refine.mirror, the mean of that value on (x, y) and on their mirror images."""
         if not self.refines:
             return None
-        value_fn = self.value_from(self.value_net.precompute(x, training=training), training=training)
+        net = self.prediction_value_net
+        value_fn = self.value_from(net.precompute(x, training=training), training=training, net=net)
         if not self.test_refine.mirror:
             return value_fn
         if x.shape.rank != 4:
             raise ValueError(f"test_refine.mirror needs image inputs [batch, height, width, channels]; "
                              f"{self.spec.name} has inputs of shape {tuple(x.shape)}")
-        mirrored_fn = self.value_from(self.value_net.precompute(tf.reverse(x, [2]), training=training),
-                                      training=training)
+        mirrored_fn = self.value_from(net.precompute(tf.reverse(x, [2]), training=training),
+                                      training=training, net=net)
         return lambda y: 0.5 * (value_fn(y) + mirrored_fn(tf.reverse(y, [2])))
 
-    def value_from(self, context, training=False):
-        """value_of for an x whose precompute(x) is `context`: the per-example mean of value_map."""
-        value_map = self.value_map(context, training=training)
+    def value_from(self, context, training=False, net=None):
+        """value_of for an x whose net.precompute(x) is `context`: the per-example mean of
+        value_map (net: the value network, `value_net` unless given)."""
+        value_map = self.value_map(context, training=training, net=net)
         return lambda y: per_example_mean(value_map(y))
 
-    def value_map(self, context, training=False):
+    def value_map(self, context, training=False, net=None):
         """y -> D's sigmoid scores for precomputed x: one per example, or one per position
-        for a patch discriminator."""
-        return lambda y: tf.sigmoid(self.value_net.score(context, y, training=training))
+        for a patch discriminator (net: `value_net` unless given)."""
+        net = net or self.value_net
+        return lambda y: tf.sigmoid(net.score(context, y, training=training))
+
+    # ----- a moving average of the value network for prediction ---------------------------------
+    value_net_average = None
+    """With `init_value_average`: the network prediction ascends, an exponential moving average
+    of value_net's weights; None: prediction ascends value_net itself."""
+
+    def init_value_average(self, momentum: float, network=None) -> None:
+        """momentum in (0, 1): prediction (`value_of`) ascends `network`, a second network of
+        value_net's architecture whose weights are an exponential moving average of value_net's,
+        updated after each update of it (`update_value_average`), while training tuples keep
+        coming from value_net itself, as a GAN's averaged generator serves sampling only. It is
+        part of the model, so checkpoints, the best validation epoch and exports hold it.
+        0: no average (network unused)."""
+        if not 0.0 <= momentum < 1.0:
+            raise ConfigError(f"value_average must be in [0, 1), got {momentum}")
+        if momentum and network is None:
+            raise ValueError("value_average > 0 needs value_net_average, a second network of value_net's architecture")
+        self.value_average_momentum = float(momentum)
+        self.value_net_average = network if momentum else None
+
+    @property
+    def prediction_value_net(self):
+        return self.value_net_average if self.value_net_average is not None else self.value_net
+
+    def update_value_average(self, updates) -> None:
+        """After value_net's update number `updates` (its optimizer's iterations, 1 after the first):
+        the average moves towards it with decay min(momentum, (1 + n) / (10 + n)), n = updates − 1
+        (tf.train.ExponentialMovingAverage's ramp), and is value_net itself after the first update,
+        so early averages are not dominated by the initial weights."""
+        if self.value_net_average is None:
+            return
+        momentum = self.value_average_momentum
+
+        def decay():
+            n = tf.cast(updates, tf.float32) - 1.0
+            return tf.where(n > 0.0, tf.minimum(momentum, (1.0 + n) / (10.0 + n)), 0.0)
+
+        assign_moving_average(self.value_net_average.weights, self.value_net.weights, decay)
 
     def generate_samples(self, x, y_true) -> Dict[str, tf.Tensor]:
         """{kind: y}: the outputs (other than y*) a training step scores with the value network,
@@ -221,7 +263,14 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
     def build_networks(self, x) -> None:
         """Creates every network's variables from a batch of raw x: those `infer` uses, and
         those only training uses (overridden, e.g. by InfNet's cost-augmented network)."""
-        self.infer(x)
+        outputs = self.infer(x)
+        if self.value_net_average is not None:  # infer built the average; training uses value_net
+            x, y = self.prepare_inputs(x), outputs["y"]
+            size = self.spec.crop_size
+            if size:
+                x, y = x[:, :size, :size], y[:, :size, :size]
+            self.value_net((x, y))
+            self.value_net_average.set_weights(self.value_net.get_weights())
 
     # ----- prediction --------------------------------------------------------------------------
     def _infer_whole(self, x, training, return_trajectory):

@@ -18,7 +18,7 @@ from typing import ClassVar, Dict, Optional
 
 import tensorflow as tf
 
-from tfsp.config import PROBABILITY, OptimizerConfig, at_least, each
+from tfsp.config import FRACTION, PROBABILITY, OptimizerConfig, at_least, each
 from tfsp.methods.base import StructuredModel
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
                                  checked_sample_weights, reference_samples, mixed_starts,
@@ -50,17 +50,24 @@ class DVNSettings:
     """Weight of each kind of generated tuple (SAMPLE_KINDS: inference, adversarial, trajectory,
     ground_truth, stratified, mismatched: another example's ground truth)."""
 
-    RANGES: ClassVar = {"inference_from_ground_truth": PROBABILITY, "sample_weights": each(at_least(0))}
+    value_average: float = 0.0
+    """Momentum of an exponential moving average of the value network's weights that prediction
+    ascends (StructuredModel.init_value_average); 0: the network itself."""
+
+    RANGES: ClassVar = {"inference_from_ground_truth": PROBABILITY, "sample_weights": each(at_least(0)),
+                        "value_average": FRACTION}
 
 
 @register("dvn", settings=DVNSettings)
 class DVN(StructuredModel):
     refines = True
 
-    def __init__(self, spec, value_net: ValueNetwork, settings: Optional[DVNSettings] = None, **kwargs):
+    def __init__(self, spec, value_net: ValueNetwork, settings: Optional[DVNSettings] = None,
+                 value_net_average: Optional[ValueNetwork] = None, **kwargs):
         settings = settings or DVNSettings()
         super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.value_net = value_net
+        self.init_value_average(settings.value_average, value_net_average)
         self.train_refine = (self.on_task(dataclasses.replace(settings.test_refine, mirror=False))
                              if settings.train_with_test_refine else self.training_refinement(settings.train_refine))
         self.adversarial = settings.adversarial
@@ -73,7 +80,8 @@ class DVN(StructuredModel):
 
     @classmethod
     def from_settings(cls, settings: DVNSettings, parts, **common) -> "DVN":
-        return cls(value_net=parts.value_net(), settings=settings, **common)
+        return cls(value_net=parts.value_net(), settings=settings,
+                   value_net_average=parts.value_net() if settings.value_average else None, **common)
 
     def initial_output(self, x, training=False):
         return self.zeros_output(x), {}
@@ -124,6 +132,7 @@ class DVN(StructuredModel):
             total = data_loss + batch.penalty(self.value_net.losses)
         variables = self.value_net.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        self.update_value_average(self.optimizer.iterations)
 
         statistics = {"loss": total}
         statistics.update({f"loss_{k}": v for k, v in losses.items()})

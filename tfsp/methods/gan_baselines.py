@@ -108,13 +108,15 @@ class AdversarialBaseline(PhasedTraining, WithInferenceNetwork):
     """Names of D's loss terms besides "real" and "fake" (tracked as d_<name>)."""
 
     def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork,
-                 settings: Optional[GANSettings] = None, **kwargs):
+                 settings: Optional[GANSettings] = None, value_net_average: Optional[ValueNetwork] = None,
+                 **kwargs):
         settings = settings or GANSettings()
         super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.inference_net = inference_net
         self.value_net = value_net
         self.generator_adversarial_weight = float(settings.generator_adversarial_weight)
         self.init_schedule(settings)
+        self.init_value_average(settings.value_average, value_net_average)
         self.d_term_weights: Dict[str, float] = {}
         """Weights of D's loss terms by name (1 for those not named)."""
         self.add_train_statistics(["d_loss", "d_real", "d_fake", *(f"d_{name}" for name in self.extra_terms),
@@ -123,7 +125,8 @@ class AdversarialBaseline(PhasedTraining, WithInferenceNetwork):
 
     @classmethod
     def from_settings(cls, settings: GANSettings, parts, **common) -> "AdversarialBaseline":
-        return cls(inference_net=parts.inference_net(), value_net=parts.value_net(), settings=settings, **common)
+        return cls(inference_net=parts.inference_net(), value_net=parts.value_net(), settings=settings,
+                   value_net_average=parts.value_net() if settings.value_average else None, **common)
 
     def initial_output(self, x, training=False):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))
@@ -156,6 +159,7 @@ class AdversarialBaseline(PhasedTraining, WithInferenceNetwork):
             d_loss += batch.penalty(self.value_net.losses)
         variables = self.value_net.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+        self.update_value_average(self.d_optimizer.iterations)
         return d_loss, terms
 
     def update_generator(self, x, y_true, batch, context, update: bool = True):
@@ -265,5 +269,6 @@ class EBGAN(AdversarialBaseline):
     def generator_loss(self, score_fake):
         return tf.nn.softplus(score_fake)
 
-    def value_map(self, context, training=False):
-        return lambda y: -tf.nn.softplus(self.value_net.score(context, y, training=training))
+    def value_map(self, context, training=False, net=None):
+        net = net or self.value_net
+        return lambda y: -tf.nn.softplus(net.score(context, y, training=training))

@@ -183,11 +183,12 @@ class ImplicitEnergy(WithInferenceNetwork):
         y_a = self.spec.output_probabilities(self.inference_net(x, training=training))
         return y_a, {"y_inference_net": y_a}
 
-    def value_map(self, context, training=False):
+    def value_map(self, context, training=False, net=None):
         """V(x, ·): the raw score (E = −V); through a sigmoid for the DVN loss, whose V estimates F1."""
         if self.primary_loss == "dvn":
-            return super().value_map(context, training=training)
-        return lambda y: self.value_net.score(context, y, training=training)
+            return super().value_map(context, training=training, net=net)
+        net = net or self.value_net
+        return lambda y: net.score(context, y, training=training)
 
     # ----- the two levels --------------------------------------------------------------------
     def energy_weight_now(self):

@@ -141,7 +141,8 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
     refines = True
 
     def __init__(self, spec, inference_net: keras.Model, value_net: ValueNetwork,
-                 settings: Optional[LDRSPSettings] = None, fold_nets: Sequence[keras.Model] = (), **kwargs):
+                 settings: Optional[LDRSPSettings] = None, fold_nets: Sequence[keras.Model] = (),
+                 value_net_average: Optional[ValueNetwork] = None, **kwargs):
         settings = settings or LDRSPSettings()
         super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.inference_net = inference_net
@@ -175,6 +176,7 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
             raise ValueError(f"LDRSP refine_from_zeros + refine_from_heldout must be at most 1, got "
                              f"{self.refine_from_zeros} + {self.refine_from_heldout}")
         self.init_schedule(settings)
+        self.init_value_average(settings.value_average, value_net_average)
         names = ["d_loss", "d_ground_truth", "d_inference_net"]
         if self.inference_weight:
             names += ["d_refined", "oracle_refined"]
@@ -195,7 +197,7 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
     def from_settings(cls, settings: LDRSPSettings, parts, **common) -> "LDRSP":
         return cls(inference_net=parts.inference_net(), value_net=parts.value_net(), settings=settings,
                    fold_nets=[parts.inference_net(name=f"fold_net_{k}") for k in range(settings.heldout_folds)],
-                   **common)
+                   value_net_average=parts.value_net() if settings.value_average else None, **common)
 
     @classmethod
     def training_folds(cls, settings: LDRSPSettings) -> int:
@@ -291,6 +293,7 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
             d_loss += batch.penalty(self.value_net.losses)
         d_variables = self.value_net.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
+        self.update_value_average(self.d_optimizer.iterations)
 
         # G: cross-entropy (weighted by task_loss_weight) plus λ_g·½(D(x, G(x)) − 1)² with D
         # fixed (not during D's warm-up).

@@ -79,3 +79,25 @@ class GlobalBatch:
         """This replica's share of penalties that do not depend on the batch (e.g. weight decay)."""
         losses = list(losses)
         return tf.add_n(losses) / self.num_replicas if losses else 0.0
+
+
+def assign_moving_average(averages, values, decay) -> None:
+    """averages ← decay·averages + (1 − decay)·values for lists of variables, on every replica's
+    copy: in cross-replica context (merge_call, as Keras' optimizers overwrite weights with their
+    moving averages), so it also holds under MirroredStrategy. `decay` is a callable returning a
+    scalar tensor, evaluated there (e.g. from an optimizer's update count)."""
+    def unwrap(variable):
+        return getattr(variable, "value", variable)  # a Keras variable's tf.Variable
+
+    def update(strategy, averages, values):
+        rate = tf.cast(decay(), tf.float32)
+        for average, value in zip(averages, values):
+            strategy.extended.update(
+                average, lambda a, v: a.assign(rate * a + (1.0 - rate) * tf.cast(v, a.dtype)), args=(value,))
+
+    averages, values = [unwrap(v) for v in averages], [unwrap(v) for v in values]
+    context = tf.distribute.get_replica_context()
+    if context is None:  # already cross-replica
+        update(tf.distribute.get_strategy(), averages, values)
+    else:
+        context.merge_call(update, args=(averages, values))

@@ -15,7 +15,7 @@ from typing import ClassVar
 import keras
 from absl import logging
 
-from tfsp.config import at_least
+from tfsp.config import FRACTION, at_least
 from tfsp.methods.base import WithInferenceNetworkSettings
 
 PHASES = ("pretrain", "warmup", "joint")
@@ -28,7 +28,12 @@ class PhasedSettings(WithInferenceNetworkSettings):
     d_warmup_updates: int = 0
     """Schedule: then this many train D alone on the frozen G's outputs; then joint training."""
 
-    RANGES: ClassVar = {"g_pretrain_updates": at_least(0), "d_warmup_updates": at_least(0)}
+    value_average: float = 0.0
+    """Momentum of an exponential moving average of D's weights that prediction ascends
+    (StructuredModel.init_value_average); 0: D itself."""
+
+    RANGES: ClassVar = {"g_pretrain_updates": at_least(0), "d_warmup_updates": at_least(0),
+                        "value_average": FRACTION}
 
 
 class PhaseSchedule(keras.callbacks.Callback):

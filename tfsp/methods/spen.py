@@ -41,8 +41,9 @@ def ssvm_hinge(spec, value_fn, y_bar, y_true):
 class EnergyValue:
     """Mix-in: the energy methods ascend the raw score V = −E, not a sigmoid of it."""
 
-    def value_map(self, context, training=False):
-        return lambda y: self.value_net.score(context, y, training=training)
+    def value_map(self, context, training=False, net=None):
+        net = net or self.value_net
+        return lambda y: net.score(context, y, training=training)
 
 
 @dataclasses.dataclass
