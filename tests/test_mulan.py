@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -407,3 +408,26 @@ def test_real_bibtex():
     assert d.labels.shape == (7395, 159)
     assert np.all((d.labels == 0) | (d.labels == 1))
     assert elapsed < 5.0, f"Bibtex took {elapsed:.1f} s to load"
+
+
+def test_mulan_training_labels_carry_folds_and_ldrsp_trains_on_held_out_outputs(tiny_mulan, tmp_path):
+    """heldout_folds on a multi-label task: the training labels get each example's fold as one
+    more column (validation and test labels do not), and LDRSP's fold networks and held-out
+    tuples train through the launcher."""
+    from conftest import launch_in_process
+    from tfsp.config import DataConfig
+    from tfsp.datasets import build_task_data
+
+    arff, xml = tiny_mulan
+    data = build_task_data(DataConfig(loader="mulan", arff=str(arff), xml=str(xml), batch_size=20),
+                           training_folds=3)
+    _, labels = next(iter(data.train))
+    assert labels.shape[-1] == 6 + 1 and set(np.unique(labels[:, -1])) <= {0, 1, 2}
+    assert next(iter(data.validation))[1].shape[-1] == 6 and next(iter(data.test))[1].shape[-1] == 6
+    proc = launch_in_process("--task=mlc", "--method=ldrsp", f"--arff={arff}", f"--xml={xml}",
+                             f"--model_dir={tmp_path / 'run'}", f"--results_dir={tmp_path / 'results'}",
+                             "--epochs=2", "--refine_steps=2", "--verbose=0", "--set", "heldout_folds=2",
+                             "--set", "refine_from_heldout=0.5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = json.loads((tmp_path / "results" / "mlc-ldrsp.json").read_text())["history"]
+    assert np.isfinite(history["d_heldout"]).all() and np.isfinite(history["g_fold_cross_entropy"]).all()

@@ -289,9 +289,17 @@ def test_ldrsp_heldout_folds_train_each_fold_network_outside_its_fold():
 
 def test_heldout_folds_need_a_loader_that_makes_folds():
     from tfsp.config import ConfigError, DataConfig
-    from tfsp.datasets import build_task_data
+    from tfsp.datasets import BUILDERS, FOLD_LOADERS, build_task_data, register_loader
 
-    with pytest.raises(ConfigError, match="cannot split its training examples into folds"):
-        build_task_data(DataConfig(loader="mulan", name="bibtex"), training_folds=2)
+    @register_loader("test_loader_without_folds")
+    def build(config, seed):
+        raise AssertionError("a loader without folds is not asked for them")
+
+    try:
+        with pytest.raises(ConfigError, match="cannot split its training examples into folds"):
+            build_task_data(DataConfig(loader="test_loader_without_folds"), training_folds=2)
+    finally:
+        BUILDERS.pop("test_loader_without_folds")
+    assert {"mulan", "horses", "lfw"} <= FOLD_LOADERS
     with pytest.raises(ConfigError, match="heldout_folds.*0 or at least 2"):
         config_lib.validate(config_lib.resolve("horses", "ldrsp", {"heldout_folds": 1}))

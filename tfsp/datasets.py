@@ -88,8 +88,8 @@ def _batched(arrays, batch_size, split):
     return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-@register_loader("mulan")
-def build_mulan(config: DataConfig, seed: int) -> TaskData:
+@register_loader("mulan", training_folds=True)
+def build_mulan(config: DataConfig, seed: int, training_folds: int = 0) -> TaskData:
     from tfsp.data import mulan
 
     if not config.name and not config.arff:
@@ -154,7 +154,8 @@ def build_mulan(config: DataConfig, seed: int) -> TaskData:
     all_train = np.concatenate([train_idx, val_idx])
 
     def shuffled(idx, first_epoch=None, split_name="train"):
-        return epochs.shuffled_batches((x[idx], y[idx]), config.batch_size, seed, first_epoch, split=split_name)
+        labels = with_fold_channel(y[idx], training_folds) if training_folds else y[idx]
+        return epochs.shuffled_batches((x[idx], labels), config.batch_size, seed, first_epoch, split=split_name)
 
     return TaskData(
         spec=spec,
