@@ -47,3 +47,7 @@ for seed in 0 1 2; do
   python -m tfsp.launch --task=bibtex --method=spen --data_dir="$DATA" --seed=$seed \
     --model_dir="$RUNS/bibtex-spen-ff-features-seed$seed" --results_suffix=-ff-features --verbose=2
 done
+
+# The implicit trainer's task-file default (CD primary loss, 30 epochs), with the 30-step curve.
+python -m tfsp.launch --task=bibtex --method=implicit --data_dir="$DATA" --seed=0 --step_curve=30 \
+  --model_dir="$RUNS/bibtex-implicit" --results_suffix=-default --verbose=2
