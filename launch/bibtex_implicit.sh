@@ -51,3 +51,7 @@ done
 # The implicit trainer's task-file default (CD primary loss, 30 epochs), with the 30-step curve.
 python -m tfsp.launch --task=bibtex --method=implicit --data_dir="$DATA" --seed=0 --step_curve=30 \
   --model_dir="$RUNS/bibtex-implicit" --results_suffix=-default --verbose=2
+# The same with the epoch chosen on A's validation F1 and the refinement steps on validation.
+python -m tfsp.launch --task=bibtex --method=implicit --data_dir="$DATA" --seed=0 --step_curve=30 \
+  --model_dir="$RUNS/bibtex-implicit-select-a" --results_suffix=-default-select-a-steps --verbose=2 \
+  --set select_on=inference_net_example_f1 --set select_refine_steps=true
