@@ -45,8 +45,8 @@ def test_joint_inference_equals_crop_averaging_for_an_additive_value():
     for mode in ("average", "joint"):
         model = DVN(spec, value_net=LocalValue(), settings=DVNSettings(test_refine=refine_config), crop_mode=mode)
         # The value is the raw score here, so the step is the same in both modes.
-        model.value_map = lambda context, training=False, m=model: (  # noqa: E731
-            lambda y: m.value_net.score(context, y))
+        model.value_map = lambda context, training=False, net=None, m=model: (  # noqa: E731
+            lambda y: (net or m.value_net).score(context, y))
         outputs[mode] = model.infer(x, return_trajectory=True)
     np.testing.assert_allclose(outputs["joint"]["y"].numpy(), outputs["average"]["y"].numpy(), atol=1e-5)
     np.testing.assert_allclose(outputs["joint"]["trajectory"].numpy(),
