@@ -72,6 +72,11 @@ class MethodParts:
     def value_net(self):
         return build_value_network(self.spec, self.config.value_net)
 
+    def averaged_value_net(self, momentum: float):
+        """The second value network a method's `value_average` = momentum > 0 needs
+        (StructuredModel.init_value_average); None for 0."""
+        return self.value_net() if momentum else None
+
     def inference_net(self, name: str = "inference_net"):
         return build_inference_network(self.spec, self.config.inference_net, name=name)
 

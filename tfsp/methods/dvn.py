@@ -81,7 +81,7 @@ class DVN(StructuredModel):
     @classmethod
     def from_settings(cls, settings: DVNSettings, parts, **common) -> "DVN":
         return cls(value_net=parts.value_net(), settings=settings,
-                   value_net_average=parts.value_net() if settings.value_average else None, **common)
+                   value_net_average=parts.averaged_value_net(settings.value_average), **common)
 
     def initial_output(self, x, training=False):
         return self.zeros_output(x), {}

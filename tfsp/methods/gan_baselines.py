@@ -126,7 +126,7 @@ class AdversarialBaseline(PhasedTraining, WithInferenceNetwork):
     @classmethod
     def from_settings(cls, settings: GANSettings, parts, **common) -> "AdversarialBaseline":
         return cls(inference_net=parts.inference_net(), value_net=parts.value_net(), settings=settings,
-                   value_net_average=parts.value_net() if settings.value_average else None, **common)
+                   value_net_average=parts.averaged_value_net(settings.value_average), **common)
 
     def initial_output(self, x, training=False):
         y_g = self.spec.output_probabilities(self.inference_net(x, training=training))

@@ -197,7 +197,7 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
     def from_settings(cls, settings: LDRSPSettings, parts, **common) -> "LDRSP":
         return cls(inference_net=parts.inference_net(), value_net=parts.value_net(), settings=settings,
                    fold_nets=[parts.inference_net(name=f"fold_net_{k}") for k in range(settings.heldout_folds)],
-                   value_net_average=parts.value_net() if settings.value_average else None, **common)
+                   value_net_average=parts.averaged_value_net(settings.value_average), **common)
 
     @classmethod
     def training_folds(cls, settings: LDRSPSettings) -> int:
