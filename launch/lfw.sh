@@ -25,7 +25,7 @@ python -m tfsp.launch --task=lfw --method=fcn --data_dir="$DATA" --seed=0 --mode
 # LDRSP, the task file's 50 epochs, validation every 25; test-time steps chosen on validation.
 python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --model_dir="$RUNS/lfw-ldrsp50" \
   --verbose=2 --step_curve=30 --set select_refine_steps=true --set validation_every=25 --set compare_crop_modes=false
-# LDRSP with the horse recipe (issue 13 -> issue 14): DVN's value net regressed with cross-entropy to
+# LDRSP with the horse recipe (issue 13 -> issue 14), now the task file's default, spelled out: DVN's value net regressed with cross-entropy to
 # pixel accuracy, G pretrained for the FCN's 200 epochs (18,800 updates), D warmed up on the frozen G
 # for 20 epochs, then 30 joint epochs; inference, trajectory, adversarial, noisy-G, stratified and
 # mismatched tuples; 10 normalized steps of 5 in training and at test, the test steps and crop mode
@@ -42,7 +42,7 @@ RECIPE=(--set oracle=pixel_accuracy --set value_loss=cross_entropy
   --set select_refine_steps=true --set select_crop_mode=true --set validation_every=20
   --set validation_images=200)
 three_seeds ldrsp "${RECIPE[@]}"
-# DVN with the horse recipe (issue 13 -> issue 14): training inference = test inference (10
+# DVN with the horse recipe (issue 13 -> issue 14), now the task file's default, spelled out: training inference = test inference (10
 # normalized steps of 10), 3-step adversarial tuples, six tuple kinds, Adam 1e-3 with clipnorm 10
 # cut tenfold at 50% and 80% of a 5,000-update budget; steps and crop mode chosen on validation
 # (200 images, every 10 epochs).
@@ -71,4 +71,13 @@ python -m tfsp.launch "${OLD[@]}" --epochs=12
 python -m tfsp.launch "${OLD[@]}" --epochs=12 --mode=probe
 python -m tfsp.figures --task=lfw --data_dir="$DATA" --run=fcn:"$RUNS/lfw-fcn" --run=ldrsp:"$RUNS/lfw-ldrsp50" \
   --steps=0,3,30 --output=results/qualitative-lfw.png
+# The GAN-family baselines (issue 16) with the task file's defaults: LDRSP's recipe above (G
+# pretraining, D warm-up, joint training, steps and crop mode chosen on validation).
+for method in gan lsgan wgan_gp ebgan; do
+  for s in ${SEEDS:-0 1 2}; do
+    suffix=""; [ "$s" != 0 ] && suffix="-seed$s"
+    python -m tfsp.launch --task=lfw --method=$method --data_dir="$DATA" --seed="$s" --verbose=2 \
+      --model_dir="$RUNS/lfw-$method$suffix"
+  done
+done
 python -m tfsp.report --results_dir=results --readme=README.md
