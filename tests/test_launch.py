@@ -146,6 +146,21 @@ def test_final_epochs_on_train_and_validation(tiny_mulan, tmp_path):
     assert tf.train.get_checkpoint_state(str(tmp_path / "run" / "checkpoints")).model_checkpoint_path.endswith("ckpt-3")
 
 
+def test_epochs_flag_replaces_a_task_files_update_budget(tiny_mulan, tmp_path):
+    """A task file may size runs in updates (tasks/horses.json, tasks/lfw.json); --epochs is then
+    the budget, not silently outranked by it."""
+    arff, xml = tiny_mulan
+    task = json.loads(open(os.path.join(os.path.dirname(__file__), "..", "tasks", "mlc.json")).read())
+    task["experiment"]["updates"] = 1000
+    (tmp_path / "budget.json").write_text(json.dumps(task))
+    proc = launch(f"--task={tmp_path / 'budget.json'}", "--method=feedforward", f"--arff={arff}",
+                  f"--xml={xml}", "--epochs=1", f"--model_dir={tmp_path / 'run'}",
+                  f"--results_dir={tmp_path / 'results'}", "--verbose=0", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
+    assert record["epochs_run"] == 1 and record["config"]["updates"] == 0
+
+
 def test_budget_in_updates_cheap_validation_and_sparse_checkpoints(tiny_mulan, tmp_path):
     """--set updates sizes the run (epochs = ceil(updates / steps per epoch)); validation on a
     fixed subset; checkpoints every 2 epochs and after the last; the record splits the time."""

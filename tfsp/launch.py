@@ -122,7 +122,7 @@ flags.DEFINE_bool("overwrite_results", False, "Replace a results file that holds
                   "(other settings, or no configuration). Without it such a run stops before training, "
                   "naming the differences; the record of the same run (same settings, or its model dir "
                   "resumed with more epochs) is always replaced.")
-flags.DEFINE_integer("epochs", None, "Training epochs.")
+flags.DEFINE_integer("epochs", None, "Training epochs; replaces the task file's budget in updates, if any.")
 flags.DEFINE_integer("batch_size", None, "Training batch size.")
 flags.DEFINE_float("learning_rate", None, "Learning rate of every optimizer of the method.")
 flags.DEFINE_integer("refine_steps", None, "Test-time refinement steps.")
@@ -163,7 +163,10 @@ def overrides_from_flags(settings=None):
     if data:
         overrides["data"] = data
     if FLAGS.epochs is not None:
+        # An explicit epoch count is the budget, also on a task whose file sizes runs in
+        # updates (`--set updates=N` still overrides it).
         overrides["epochs"] = FLAGS.epochs
+        overrides["updates"] = 0
     if FLAGS.seed is not None:
         overrides["seed"] = FLAGS.seed
     if FLAGS.primary_loss is not None:
