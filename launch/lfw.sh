@@ -69,8 +69,12 @@ OLD=(--task=lfw --method=dvn --data_dir="$DATA" --seed=0 --model_dir="$RUNS/lfw-
      --set optimizer.learning_rate=0.001 --set sample_weights='{"inference":1,"adversarial":1}')
 python -m tfsp.launch "${OLD[@]}" --epochs=12
 python -m tfsp.launch "${OLD[@]}" --epochs=12 --mode=probe
-python -m tfsp.figures --task=lfw --data_dir="$DATA" --run=fcn:"$RUNS/lfw-fcn" --run=ldrsp:"$RUNS/lfw-ldrsp50" \
-  --steps=0,3,30 --output=results/qualitative-lfw.png
+# The recipe's weights re-tested with D's value averaged with its value on the mirror images,
+# chosen on validation (as on horses).
+python -m tfsp.launch --mode=evaluate --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --verbose=2 \
+  --set select_mirror=true --model_dir="$RUNS/lfw-ldrsp-recipe" --results_suffix=-recipe-select-mirror
+python -m tfsp.figures --task=lfw --data_dir="$DATA" --run=fcn:"$RUNS/lfw-fcn" --run=ldrsp:"$RUNS/lfw-ldrsp-recipe" \
+  --steps=0,7,10,30 --output=results/qualitative-lfw.png
 # The GAN-family baselines (issue 16) with the task file's defaults: LDRSP's recipe above (G
 # pretraining, D warm-up, joint training, steps and crop mode chosen on validation).
 for method in gan lsgan wgan_gp ebgan; do
