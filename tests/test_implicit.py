@@ -105,6 +105,7 @@ NEW_METHODS = [
     ("implicit", {"primary_loss": "ssvm"}),
     ("implicit", {"primary_loss": "cd"}),
     ("implicit", {"primary_loss": "dvn"}),
+    ("implicit", {"primary_loss": "cd", "cd_refined_negatives": True}),
     ("spen", {"pretrain_epochs": 2}),
     ("infnet", {}),
 ]
@@ -140,6 +141,32 @@ def test_unknown_primary_loss_is_an_error():
     spec, *_ = synthetic_task()
     with pytest.raises(ValueError, match="primary_loss.*ssvm"):
         experiment.build_method(method_config("implicit", primary_loss="nope"), spec, steps_per_epoch=2)
+
+
+def test_cd_refined_negatives_are_the_test_time_refinement_of_a():
+    """The extra cd negative is A_θ(x) refined on V as prediction refines it, and the loss is
+    the softmax over y*, the K samples and that negative."""
+    spec, train, _, _ = synthetic_task()
+    model = experiment.build_method(method_config("implicit", primary_loss="cd", cd_refined_negatives=True,
+                                                  cd_samples=3), spec, steps_per_epoch=2)
+    raw_x, y_true = next(iter(train))
+    x, y_true = model.prepare_inputs(raw_x), tf.cast(y_true, tf.float32)
+    negatives = model.refined_negatives(x)
+    np.testing.assert_allclose(negatives.numpy(), model.infer(raw_x)["y"].numpy(), atol=1e-6)
+    batch = model.global_batch(x)
+    noise = model.bernoulli_noise(x)
+    y_a = spec.output_probabilities(model.inference_net(x))
+    samples = tf.cast(noise < y_a[:, tf.newaxis], tf.float32)
+    context = model.value_net.precompute(x)
+    scores = tf.stack([model.value_net.score(context, y) for y in
+                       [y_true, *tf.unstack(samples, axis=1), negatives]], axis=1)
+    expected = tf.reduce_mean(tf.reduce_logsumexp(scores, axis=1) - scores[:, 0])
+    expected += batch.penalty(model.value_net.losses)
+    np.testing.assert_allclose(float(model.primary(x, y_true, batch, noise, negatives)), float(expected),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="cd_refined_negatives"):
+        experiment.build_method(method_config("implicit", primary_loss="ssvm", cd_refined_negatives=True),
+                                spec, steps_per_epoch=2)
 
 
 # ----- the launcher ----------------------------------------------------------------------------

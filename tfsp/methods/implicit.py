@@ -18,7 +18,8 @@ E = −V with V the MultiLabelEnergy score (spen.py). Primary losses (`primary_l
   ssvm: [Δ(ȳ, y*) + V(ȳ) − V(y*)]₊ with ȳ = A_θ(x), Δ = 1 − F1;
   cd:   −log softmax_k V(y_k) at k = 0 over y_0 = y* and K samples y_k ~ Bernoulli(A_θ(x));
         the samples carry a straight-through gradient to θ (y_k = A + sg(b − A)), otherwise
-        ∂_θ L_prim and with it the implicit term would be identically zero;
+        ∂_θ L_prim and with it the implicit term would be identically zero; with
+        `cd_refined_negatives`, one more negative: A_θ(x) refined on V as at test time;
   dvn:  the DVN value regression: sigmoid cross-entropy of V(ŷ) against the oracle F1(ŷ, y*)
         for ŷ = A_θ(x), and against 1 for y* (V is then ascended through a sigmoid).
 Prediction: A_θ(x) alone and A_θ(x) refined on V with refine().
@@ -45,6 +46,7 @@ from tfsp.methods.replicas import repeat, sum_over_replicas
 from tfsp.methods.registry import register
 from tfsp.methods.spen import ssvm_hinge
 from tfsp.networks import ValueNetwork
+from tfsp.refine import refine
 
 PRIMARY_LOSSES = ("ssvm", "cd", "dvn")
 
@@ -67,6 +69,11 @@ class ImplicitSettings(WithInferenceNetworkSettings):
     """K: Bernoulli samples of A_θ(x) per example in the contrastive-divergence loss."""
     pretrain_epochs: float = 0.0
     """Epochs with λ = 0 (A_θ on cross-entropy alone) while the energy already trains."""
+    cd_refined_negatives: bool = False
+    """cd: also contrast y* with A_θ(x) refined on V by the test-time refinement (a constant of
+    the step: no gradient through the ascent). Bernoulli samples of A_θ(x) leave V unconstrained
+    along labels A_θ rules out, which is where ascent on V then goes; contrastive divergence
+    proper takes its negatives from the model's own (V's) maximisation, as these are."""
 
     RANGES: ClassVar = {"primary_loss": ((lambda v: v in PRIMARY_LOSSES), f"one of {list(PRIMARY_LOSSES)}"),
                         "inner_steps": at_least(0), "neumann_terms": at_least(0), "neumann_step": POSITIVE,
@@ -167,6 +174,12 @@ class ImplicitEnergy(WithInferenceNetwork):
         self.energy_weight = float(settings.energy_weight)
         self.cd_samples = int(settings.cd_samples)
         self.pretrain_steps = int(pretrain_steps)
+        if settings.cd_refined_negatives and settings.primary_loss != "cd":
+            raise ValueError("implicit: cd_refined_negatives applies to primary_loss=cd, not "
+                             f"{settings.primary_loss!r}")
+        self.cd_refined_negatives = bool(settings.cd_refined_negatives)
+        self.negatives_refine = (self.training_refinement(settings.test_refine, "test_refine")
+                                 if self.cd_refined_negatives else None)
         self.add_train_statistics(["inner_loss", "outer_loss", "inner_cross_entropy", "grad_norm_direct",
                                    "grad_norm_implicit", "grad_norm_theta_primary", "oracle_inference_net"])
 
@@ -215,9 +228,15 @@ class ImplicitEnergy(WithInferenceNetwork):
         """Uniform noise [B, K, L] fixing the CD samples of one step (the losses are re-evaluated)."""
         return self.uniform(tf.concat([[tf.shape(x)[0], self.cd_samples], self.spec.output_shape], 0))
 
-    def primary(self, x, y_true, batch, noise=None):
+    def refined_negatives(self, x):
+        """A_θ(x) refined on V (test_refine), held constant: the cd loss's model negatives."""
+        y_a = self.spec.output_probabilities(self.inference_net(x))
+        value_fn = self.value_map(self.value_net.precompute(x))
+        return tf.stop_gradient(refine(value_fn, y_a, self.negatives_refine).y)
+
+    def primary(self, x, y_true, batch, noise=None, negatives=None):
         """L_prim(θ, φ): the chosen primary loss plus the energy's regularization (this replica's
-        share of the global-batch value)."""
+        share of the global-batch value). negatives: [B, *output] more cd negatives, or None."""
         y_a = self.spec.output_probabilities(self.inference_net(x))
         context = self.value_net.precompute(x)
         if self.primary_loss == "ssvm":
@@ -225,8 +244,11 @@ class ImplicitEnergy(WithInferenceNetwork):
         elif self.primary_loss == "cd":
             binary = tf.cast(noise < y_a[:, tf.newaxis], tf.float32)
             samples = y_a[:, tf.newaxis] + tf.stop_gradient(binary - y_a[:, tf.newaxis])  # straight-through
-            candidates = tf.concat([y_true[:, tf.newaxis], samples], axis=1)  # [B, K + 1, L], y* first
-            k = self.cd_samples + 1
+            candidates = [y_true[:, tf.newaxis], samples]  # y* first
+            if negatives is not None:
+                candidates.append(negatives[:, tf.newaxis])
+            candidates = tf.concat(candidates, axis=1)  # [B, k, L]
+            k = self.cd_samples + 1 + (negatives is not None)
             size = tf.shape(candidates)[0]  # explicit sizes: a replica's batch may be empty
             flat = tf.reshape(candidates, tf.concat([[size * k], self.spec.output_shape], 0))
             # The context of each example repeated for its K + 1 candidates (no labels² tensors).
@@ -266,10 +288,11 @@ class ImplicitEnergy(WithInferenceNetwork):
         # Outer problem: φ along the implicit gradient at the current θ (its noise, for "cd",
         # drawn per replica from the sampling generator).
         noise = self.bernoulli_noise(x) if self.primary_loss == "cd" else None
+        negatives = self.refined_negatives(x) if self.cd_refined_negatives else None
         gradient = implicit_gradient(lambda: self.aux_loss(x, y_true, batch)[0],
-                                     lambda: self.primary(x, y_true, batch, noise), theta, phi,
+                                     lambda: self.primary(x, y_true, batch, noise, negatives), theta, phi,
                                      self.neumann_terms, self.neumann_step)
-        outer_loss = self.primary(x, y_true, batch, noise)
+        outer_loss = self.primary(x, y_true, batch, noise, negatives)
         self.d_optimizer.apply_gradients(zip(gradient.total, phi))
 
         y_a = self.spec.output_probabilities(self.inference_net(x))
