@@ -55,3 +55,12 @@ python -m tfsp.launch --task=bibtex --method=implicit --data_dir="$DATA" --seed=
 python -m tfsp.launch --task=bibtex --method=implicit --data_dir="$DATA" --seed=0 --step_curve=30 \
   --model_dir="$RUNS/bibtex-implicit-select-a" --results_suffix=-default-select-a-steps --verbose=2 \
   --set select_on=inference_net_example_f1 --set select_refine_steps=true
+# The default with one more CD negative, A_θ(x) refined on V as at test time
+# (cd_refined_negatives), as it is and with the epoch chosen on A_θ and the steps on validation.
+python -m tfsp.launch --task=bibtex --method=implicit --data_dir="$DATA" --seed=0 --verbose=2 \
+  --model_dir="$RUNS/bibtex-implicit-refined-negatives" --results_suffix=-default-refined-negatives \
+  --step_curve=30 --set cd_refined_negatives=true
+python -m tfsp.launch --task=bibtex --method=implicit --data_dir="$DATA" --seed=0 --verbose=2 \
+  --model_dir="$RUNS/bibtex-implicit-refined-negatives-select-a" \
+  --results_suffix=-default-refined-negatives-select-a-steps --step_curve=30 --set cd_refined_negatives=true \
+  --set select_on=inference_net_example_f1 --set select_refine_steps=true
