@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Reproduces results/lfw-*.json and results/qualitative-lfw.png: FCN, LDRSP and DVN on the LFW
 # part labels (official 1500/500/927 lists), 3 classes at 32x32, scored by pixel accuracy at
-# 32x32 and 250x250. These are the commands that wrote the committed files; the DVN runs were
-# cut short of the task file's 70 epochs to fit a shared 2-core machine.
+# 32x32 and 250x250. These are the commands that wrote the committed files. The task file's
+# defaults have changed since lfw-ldrsp.json, lfw-dvn-mismatched.json and lfw-dvn.json were
+# written (the horse recipes replaced them): those three commands rely on the defaults of the
+# git revision each record names, so run them at that revision.
 # Rerunning a command with a larger --epochs resumes from its last checkpoint.
 #
 #   DATA=/path/to/folder/with/lfw_parts bash launch/lfw.sh
@@ -25,7 +27,8 @@ python -m tfsp.launch --task=lfw --method=fcn --data_dir="$DATA" --seed=0 --mode
 # LDRSP, the task file's 50 epochs, validation every 25; test-time steps chosen on validation.
 python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --model_dir="$RUNS/lfw-ldrsp50" \
   --verbose=2 --step_curve=30 --set select_refine_steps=true --set validation_every=25 --set compare_crop_modes=false
-# LDRSP with the horse recipe (issue 13 -> issue 14), now the task file's default, spelled out: DVN's value net regressed with cross-entropy to
+# LDRSP with the horse recipe (issue 13 -> issue 14), now the task file's default, spelled out:
+# DVN's value net regressed with cross-entropy to
 # pixel accuracy, G pretrained for the FCN's 200 epochs (18,800 updates), D warmed up on the frozen G
 # for 20 epochs, then 30 joint epochs; inference, trajectory, adversarial, noisy-G, stratified and
 # mismatched tuples; 10 normalized steps of 5 in training and at test, the test steps and crop mode
@@ -42,7 +45,8 @@ RECIPE=(--set oracle=pixel_accuracy --set value_loss=cross_entropy
   --set select_refine_steps=true --set select_crop_mode=true --set validation_every=20
   --set validation_images=200)
 three_seeds ldrsp "${RECIPE[@]}"
-# DVN with the horse recipe (issue 13 -> issue 14), now the task file's default, spelled out: training inference = test inference (10
+# DVN with the horse recipe (issue 13 -> issue 14), now the task file's default, spelled out:
+# training inference = test inference (10
 # normalized steps of 10), 3-step adversarial tuples, six tuple kinds, Adam 1e-3 with clipnorm 10
 # cut tenfold at 50% and 80% of a 5,000-update budget; steps and crop mode chosen on validation
 # (200 images, every 10 epochs).
