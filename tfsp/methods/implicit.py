@@ -230,7 +230,7 @@ class ImplicitEnergy(WithInferenceNetwork):
 
     def refined_negatives(self, x):
         """A_θ(x) refined on V (test_refine), held constant: the cd loss's model negatives."""
-        y_a = self.spec.output_probabilities(self.inference_net(x))
+        y_a, _ = self.initial_output(x)
         value_fn = self.value_map(self.value_net.precompute(x))
         return tf.stop_gradient(refine(value_fn, y_a, self.negatives_refine).y)
 
