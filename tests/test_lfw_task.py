@@ -56,9 +56,11 @@ def test_lfw_launch_end_to_end(tmp_path):
     assert probe.returncode == 0, probe.stderr[-3000:]
     probed = json.loads((tmp_path / "results" / "lfw-ldrsp-probe.json").read_text())["probe"]
     assert set(probed) == {"ground_truth", "prediction", "zeros", "noise", "shifted_ground_truth",
-                           "other_example_ground_truth"}  # no all-ones output on the simplex
+                           "other_example_ground_truth", "start"}  # no all-ones output on the simplex
     assert probed["ground_truth"]["oracle"] == pytest.approx(1.0)
     assert all(0.0 <= entry["value"] <= 1.0 and 0.0 <= entry["oracle"] <= 1.0 for entry in probed.values())
+    assert all(0.0 <= entry["below_ground_truth"] <= 1.0 for kind, entry in probed.items() if kind != "ground_truth")
+    assert -1.0 <= probed["start"]["gradient_cosine"] <= 1.0
 
     # TensorBoard refinement images: colours of the 3 classes (red hair, green face, blue background).
     images = []

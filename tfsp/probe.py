@@ -47,13 +47,26 @@ def centre_crop(spec: TaskSpec, x, y):
     return x, y
 
 
+def tangent(gradient, spec: TaskSpec):
+    """The part of a gradient in y that moves y within its feasible set's affine hull: on the
+    per-pixel simplex (multiclass), minus its mean over classes; otherwise itself."""
+    if spec.multiclass:
+        return gradient - tf.reduce_mean(gradient, axis=-1, keepdims=True)
+    return gradient
+
+
 def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[str, Dict[str, float]]:
-    """{kind: {"value", "oracle"}}: the value network's mean value and the task oracle's mean
-    over `dataset` for reference outputs (ground truth, the model's prediction, zeros, ones,
-    noise, the ground truth shifted or of another example). A value network that has learned
-    its oracle ranks them as the oracle does; one that gives them all about the same value
-    has not (what DVN's value net on horses does). Segmentation images larger than the
-    training crops are probed on their centre crop, the input size the value net was trained on."""
+    """{kind: {"value", "oracle", "below_ground_truth"}}: the value network's mean value, the task
+    oracle's mean and the fraction of examples valued below their own ground truth, over
+    `dataset`, for reference outputs (ground truth, the model's prediction, zeros, ones, noise,
+    the ground truth shifted or of another example) and for "start", where test-time refinement
+    starts (G(x), or zeros), with also "gradient_cosine": the mean over examples of the cosine
+    between D's gradient there (its tangent to the feasible set) and y* − start. A value network
+    that has learned its oracle ranks them as the oracle does and has a positive gradient
+    cosine at the start; one that gives them all about the same value has not (what DVN's value
+    net on horses does), and one that ranks well but has a cosine near 0 cannot be climbed.
+    Segmentation images larger than the training crops are probed on their centre crop, the
+    input size the value net was trained on."""
     if not model.refines:
         raise ConfigError(f"method {model.name!r} has no value network to probe")
     spec = model.spec
@@ -62,14 +75,31 @@ def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[
     count = 0
     for x, y_true in dataset:
         x, y_true = centre_crop(spec, x, tf.cast(y_true, tf.float32))
-        value_fn = model.value_of(model.prepare_inputs(x))
+        prepared = model.prepare_inputs(x)
+        value_fn = model.value_of(prepared)
         outputs = reference_outputs(spec, y_true, rng, prediction=model.infer(x)["y"])
+        start, _ = model.initial_output(prepared)
+        outputs["start"] = start = project(tf.cast(start, tf.float32), spec.projection)
+        values = {kind: value_fn(y) for kind, y in outputs.items()}
         for kind, y in outputs.items():
-            entry = sums.setdefault(kind, {"value": 0.0, "oracle": 0.0})
-            entry["value"] += float(tf.reduce_sum(value_fn(y)))
+            entry = sums.setdefault(kind, {"value": 0.0, "oracle": 0.0, "below_ground_truth": 0.0})
+            entry["value"] += float(tf.reduce_sum(values[kind]))
             entry["oracle"] += float(tf.reduce_sum(per_example_mean(spec.oracle_fn(y, y_true))))
-        count += int(tf.shape(y_true)[0])
-    return {kind: {name: total / count for name, total in entry.items()} for kind, entry in sums.items()}
+            entry["below_ground_truth"] += float(tf.reduce_sum(
+                tf.cast(values[kind] < values["ground_truth"], tf.float32)))
+        with tf.GradientTape() as tape:
+            tape.watch(start)
+            start_value = tf.reduce_sum(value_fn(start))
+        gradient = tangent(tape.gradient(start_value, start), spec)
+        batch = tf.shape(y_true)[0]
+        flat_gradient, toward_truth = (tf.reshape(t, [batch, -1]) for t in (gradient, y_true - start))
+        cosine = tf.reduce_sum(flat_gradient * toward_truth, axis=1) / tf.maximum(
+            tf.norm(flat_gradient, axis=1) * tf.norm(toward_truth, axis=1), 1e-12)
+        sums["start"]["gradient_cosine"] = sums["start"].get("gradient_cosine", 0.0) + float(tf.reduce_sum(cosine))
+        count += int(batch)
+    probed = {kind: {name: total / count for name, total in entry.items()} for kind, entry in sums.items()}
+    del probed["ground_truth"]["below_ground_truth"]
+    return probed
 
 
 def probe_saved(config: ExperimentConfig, model_dir: str, results_path: Optional[str] = None,
