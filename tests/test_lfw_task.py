@@ -60,7 +60,7 @@ def test_lfw_launch_end_to_end(tmp_path):
     assert probed["ground_truth"]["oracle"] == pytest.approx(1.0)
     assert all(0.0 <= entry["value"] <= 1.0 and 0.0 <= entry["oracle"] <= 1.0 for entry in probed.values())
     assert all(0.0 <= entry["below_ground_truth"] <= 1.0 for kind, entry in probed.items() if kind != "ground_truth")
-    assert -1.0 <= probed["start"]["gradient_cosine"] <= 1.0
+    assert all(-1.0 <= probed["start"][name] <= 1.0 for name in ("gradient_cosine", "first_step_cosine"))
 
     # TensorBoard refinement images: colours of the 3 classes (red hair, green face, blue background).
     images = []

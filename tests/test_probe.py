@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfsp.probe import probe_value_network
+from tfsp.refine import RefineConfig
 from tfsp.spec import multilabel_spec
 
 
@@ -16,6 +17,7 @@ class DistanceValueModel:
 
     def __init__(self, spec):
         self.spec, self.name = spec, "distance"
+        self.test_refine = RefineConfig(steps=5, step_size=0.1, normalize=True, projection="clip")
 
     def prepare_inputs(self, x):
         return tf.cast(x, tf.float32)
@@ -43,5 +45,7 @@ def test_probe_ranks_and_gradient_cosine_of_a_known_value():
         assert probed[kind]["below_ground_truth"] == pytest.approx(1.0), kind  # every one strictly lower
     assert probed["start"]["value"] == pytest.approx(0.75)  # (0.5)² away everywhere
     assert probed["start"]["gradient_cosine"] == pytest.approx(1.0, abs=1e-5)  # ∇ ∝ y* − start
+    assert probed["start"]["first_step_cosine"] == pytest.approx(1.0, abs=1e-5)  # inside [0, 1]: not clipped
+    assert probed["start"]["first_step_oracle"] > probed["start"]["oracle"]
     # noise is below y* wherever it is not equal to it (almost surely)
     assert probed["noise"]["below_ground_truth"] == pytest.approx(1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any, Dict, Optional
 
@@ -12,7 +13,7 @@ from tfsp.config import ConfigError, ExperimentConfig
 from tfsp.experiment import restore
 from tfsp.methods import StructuredModel
 from tfsp.methods.replicas import per_example_mean
-from tfsp.refine import project
+from tfsp.refine import project, refine
 from tfsp.spec import TaskSpec
 
 
@@ -55,16 +56,24 @@ def tangent(gradient, spec: TaskSpec):
     return gradient
 
 
+def cosine(a, b):
+    """Per-example cosine between a and b (flattened)."""
+    a, b = (tf.reshape(t, [tf.shape(t)[0], -1]) for t in (a, b))
+    return tf.reduce_sum(a * b, axis=1) / tf.maximum(tf.norm(a, axis=1) * tf.norm(b, axis=1), 1e-12)
+
+
 def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[str, Dict[str, float]]:
     """{kind: {"value", "oracle", "below_ground_truth"}}: the value network's mean value, the task
     oracle's mean and the fraction of examples valued below their own ground truth, over
     `dataset`, for reference outputs (ground truth, the model's prediction, zeros, ones, noise,
     the ground truth shifted or of another example) and for "start", where test-time refinement
     starts (G(x), or zeros), with also "gradient_cosine": the mean over examples of the cosine
-    between D's gradient there (its tangent to the feasible set) and y* − start. A value network
-    that has learned its oracle ranks them as the oracle does and has a positive gradient
-    cosine at the start; one that gives them all about the same value has not (what DVN's value
-    net on horses does), and one that ranks well but has a cosine near 0 cannot be climbed.
+    between D's gradient there (its tangent to the feasible set) and y* − start, and for the
+    first step of the test-time refinement (projection included) "first_step_cosine", the
+    cosine of its displacement with y* − start, and "first_step_oracle". A value network that
+    has learned its oracle ranks them as the oracle does and moves the start towards y*; one
+    that gives them all about the same value has not (what DVN's value net on horses does),
+    and one that ranks well but whose steps are orthogonal to y* − start cannot be climbed.
     Segmentation images larger than the training crops are probed on their centre crop, the
     input size the value net was trained on."""
     if not model.refines:
@@ -91,12 +100,14 @@ def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[
             tape.watch(start)
             start_value = tf.reduce_sum(value_fn(start))
         gradient = tangent(tape.gradient(start_value, start), spec)
-        batch = tf.shape(y_true)[0]
-        flat_gradient, toward_truth = (tf.reshape(t, [batch, -1]) for t in (gradient, y_true - start))
-        cosine = tf.reduce_sum(flat_gradient * toward_truth, axis=1) / tf.maximum(
-            tf.norm(flat_gradient, axis=1) * tf.norm(toward_truth, axis=1), 1e-12)
-        sums["start"]["gradient_cosine"] = sums["start"].get("gradient_cosine", 0.0) + float(tf.reduce_sum(cosine))
-        count += int(batch)
+        first_step = refine(value_fn, start, dataclasses.replace(model.test_refine, steps=1)).y
+        toward_truth = y_true - start
+        for name, total in {
+                "gradient_cosine": tf.reduce_sum(cosine(gradient, toward_truth)),
+                "first_step_cosine": tf.reduce_sum(cosine(first_step - start, toward_truth)),
+                "first_step_oracle": tf.reduce_sum(per_example_mean(spec.oracle_fn(first_step, y_true)))}.items():
+            sums["start"][name] = sums["start"].get(name, 0.0) + float(total)
+        count += int(tf.shape(y_true)[0])
     probed = {kind: {name: total / count for name, total in entry.items()} for kind, entry in sums.items()}
     del probed["ground_truth"]["below_ground_truth"]
     return probed
