@@ -199,6 +199,13 @@ class ExperimentConfig:
     select_on: str = ""
     """The validation metric model selection maximizes: "" = the final prediction's primary metric;
     e.g. "inference_net_example_f1" selects on the inference network alone."""
+    init_checkpoint: str = ""
+    """Start training from the weights another run kept: its model dir (restored with the
+    configuration stored there). Only a fresh run is initialized; a resumed one continues from
+    its own checkpoints. Optimizer states are not taken over."""
+    init_networks: List[str] = dataclasses.field(default_factory=list)
+    """With init_checkpoint: the networks to take from it (e.g. ["inference_net"] to start
+    LDRSP's G from a feed-forward run); [] = every network of this method."""
     jit_compile: bool = False
     deterministic: bool = False
     """tf.config.experimental.enable_op_determinism() (slower; exact reruns)."""
@@ -425,6 +432,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     step count, a step size or learning rate <= 0, a batch size < 1, a fraction outside [0, 1), ...),
     so a bad value stops a run before it writes anything."""
     problems = _range_problems(config)
+    if config.init_networks and not config.init_checkpoint:
+        problems.append(f"init_networks={config.init_networks} needs init_checkpoint (the run to take them from)")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     return config

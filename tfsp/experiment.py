@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -184,6 +184,44 @@ def has_trained_weights(model_dir) -> bool:
                 or Path(str(Path(model_dir) / FINAL_WEIGHTS) + ".index").exists())
 
 
+def networks_of(model) -> List[str]:
+    """The names of a method's networks (its attributes named *_net that are Keras layers):
+    what init_checkpoint can take from another run."""
+    return sorted(name for name, value in vars(model).items()
+                  if name.endswith("_net") and isinstance(value, keras.layers.Layer))
+
+
+def initialize_from(model, model_dir: str, networks: Sequence[str] = (), seed: int = 0) -> List[str]:
+    """Sets `networks` of `model` (all of networks_of(model) if empty) to the weights another
+    run kept in `model_dir` (restored with the configuration stored there, so a checkpoint of
+    any layout loads); returns the names set. A network that run lacks or holds with other
+    shapes is an error naming it; an averaged value network (value_average) starts equal to the
+    value network. Re-seeds with `seed` afterwards (restoring the source run seeded its own)."""
+    own = networks_of(model)
+    names = list(networks) or own
+    unknown = [name for name in names if name not in own]
+    if unknown:
+        raise ConfigError(f"init_networks: {model.name} has no network {unknown}; its networks: {own}")
+    if not (Path(model_dir) / CONFIG_FILE).exists():
+        raise ConfigError(f"init_checkpoint={model_dir}: not a model dir of a tfsp run "
+                          f"({Path(model_dir) / CONFIG_FILE} not found)")
+    _, _, source = restore_stored(model_dir)
+    for name in names:
+        theirs = getattr(source, name, None)
+        mine = getattr(model, name)
+        shapes = lambda net: [tuple(w.shape) for w in net.weights]  # noqa: E731
+        if theirs is None or shapes(theirs) != shapes(mine):
+            found = "none" if theirs is None else f"shapes {shapes(theirs)}"
+            raise ConfigError(f"init_checkpoint {model_dir} has no {name} of this shape to start from "
+                              f"(this run's: {shapes(mine)}; there: {found})")
+        mine.set_weights(theirs.get_weights())
+    if "value_net" in names and getattr(model, "value_net_average", None) is not None:
+        model.value_net_average.set_weights(model.value_net.get_weights())
+    keras.utils.set_random_seed(seed)
+    logging.info("initialized %s from the weights kept in %s", ", ".join(names), model_dir)
+    return names
+
+
 def _check_schedule(stored: Optional[Dict[str, Any]], config: ExperimentConfig, model_dir, done: int) -> None:
     """A resumed run may train for more (or fewer) epochs than the run it continues, as long as
     every finished epoch keeps its place: within `epochs` (train split, model selection) or
@@ -283,6 +321,8 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
                                  last_epoch=config.epochs + config.final_epochs_on_all_training_data)
     initial_epoch = checkpoint.restore_latest()
     _check_schedule(stored, config, model_dir, initial_epoch)
+    if config.init_checkpoint and not initial_epoch:
+        initialize_from(model, config.init_checkpoint, config.init_networks, seed=config.seed)
     # Only now, with the configuration and the checkpoint found to fit, is anything written.
     own_dir.mkdir(parents=True, exist_ok=True)
     results.write_json(own_dir / CONFIG_FILE, config.to_dict())

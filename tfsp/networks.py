@@ -40,6 +40,20 @@ class ReplicaDropout(keras.layers.Dropout):
         return tf.nn.experimental.stateless_dropout(inputs, self.rate, seed, noise_shape=self.noise_shape)
 
 
+def track_layer_lists(layer: keras.layers.Layer) -> None:
+    """Makes the layers that `layer` holds in lists (a network's hidden layers) also its
+    attributes `<list name>_<index>`. Keras tracks list items, but tf.train.Checkpoint sees only
+    attributes: without this, the weights of list-held layers were written only where an
+    optimizer referred to them, so a network no optimizer trains (an averaged copy) was not
+    saved at all and a checkpoint's layout depended on its optimizers."""
+    lists = {name: value for name, value in vars(layer).items()
+             if not name.startswith("_") and isinstance(value, (list, tuple)) and value
+             and all(isinstance(item, keras.layers.Layer) for item in value)}
+    for name, items in lists.items():
+        for index, item in enumerate(items):
+            setattr(layer, f"{name}_{index}", item)
+
+
 class ValueNetwork(keras.Model):
     """Interface of every value / energy network D(x, y) -> logits [B]."""
 
@@ -94,6 +108,7 @@ class MultiLabelEnergy(ValueNetwork):
                                                         kernel_regularizer=reg, name="global_M")
             self.label_energy = keras.layers.Dense(1, use_bias=False, kernel_initializer=_he_normal(),
                                                    kernel_regularizer=reg, name="global_v")
+        track_layer_lists(self)
 
     def precompute(self, x, training=False):
         h = x
@@ -138,6 +153,7 @@ class MultiLabelMLP(keras.Model):
             if self.dropout:
                 self.hidden_layers.append(ReplicaDropout(self.dropout, name=f"dropout_{i}"))
         self.logits = keras.layers.Dense(self.num_labels, kernel_regularizer=reg, name="logits")
+        track_layer_lists(self)
 
     def call(self, x, training=False):
         h = x
@@ -192,6 +208,7 @@ class FCN(keras.Model):
         self.body = [_conv(f1, 1, "conv_1"), _conv(f2, 2, "conv_2"), _conv(f3, 2, "conv_3"),
                      _conv(f1, 2, "deconv_1", transpose=True)]
         self.logits = _conv(self.num_classes, 2, "deconv_2", activation=None, transpose=True)
+        track_layer_lists(self)
 
     def call(self, x, training=False):
         h = x - 0.5
@@ -228,6 +245,7 @@ class ConvValueNet(ValueNetwork):
                        for i, d in enumerate(self.dense)]
         self.dropout_layer = ReplicaDropout(self.dropout)
         self.output_logit = keras.layers.Dense(1, name="value")
+        track_layer_lists(self)
 
     def precompute(self, x, training=False):
         return self.stem.precompute(x - 0.5)
@@ -261,6 +279,7 @@ class PatchDiscriminator(ValueNetwork):
         self.body = [_conv(f2, 2, "conv_2"), _conv(f3, 2, "conv_3"),
                      _conv(f1, 2, "deconv_1", transpose=True)]
         self.logits = _conv(1, 2, "deconv_2", activation=None, transpose=True)
+        track_layer_lists(self)
 
     def precompute(self, x, training=False):
         return self.stem.precompute(x - 0.5)

@@ -52,7 +52,7 @@ from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adve
                                  trajectory_samples)
 from tfsp.methods.registry import register
 from tfsp.methods.schedule import PhasedSettings, PhasedTraining
-from tfsp.networks import ValueNetwork
+from tfsp.networks import ValueNetwork, track_layer_lists
 from tfsp.refine import RefineConfig, per_example, refine
 
 
@@ -168,6 +168,7 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
             raise ValueError(f"LDRSP heldout_folds={self.heldout_folds} needs as many fold networks, "
                              f"got {len(fold_nets)}")
         self.fold_nets = list(fold_nets)
+        track_layer_lists(self)  # fold_net_<k> in checkpoints
         self.heldout_weight = float(settings.heldout_weight)
         self.refine_from_heldout = float(settings.refine_from_heldout)
         if self.refine_from_heldout and not self.heldout_folds:
