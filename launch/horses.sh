@@ -259,6 +259,11 @@ python -m tfsp.launch --mode=evaluate --task=horses --method=ldrsp --data_dir="$
   --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 --set select_mirror=true \
   --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-seed2" \
   --results_suffix=-cross-entropy-g-adversarial0.3-select-mirror --verbose=2
+# ... and its D probed on validation (ranking of y*, direction of the first step from G(x)).
+python -m tfsp.launch --mode=probe --task=horses --method=ldrsp --data_dir="$DATA" --seed=2 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 \
+  --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-seed2" \
+  --results_suffix=-seed2-cross-entropy-g-adversarial0.3
 
 # The LDRSP paper's comparison rows (issue 16): GAN, LSGAN, WGAN-GP and EBGAN with LDRSP's G, D
 # network, D optimizer and test-time refinement (steps and crop mode chosen on validation), 5,200

@@ -77,6 +77,15 @@ python -m tfsp.launch "${OLD[@]}" --epochs=12 --mode=probe
 # chosen on validation (as on horses).
 python -m tfsp.launch --mode=evaluate --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --verbose=2 \
   --set select_mirror=true --model_dir="$RUNS/lfw-ldrsp-recipe" --results_suffix=-recipe-select-mirror
+# The recipe's D probed on validation (its ranking of y* and the direction of its first step).
+python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --mode=probe \
+  --model_dir="$RUNS/lfw-ldrsp-recipe" --results_suffix=-recipe
+# Is D under-trained? The recipe's kept weights (pretrained G, D after its 1,880 warm-up updates)
+# and 4,700 more warm-up updates of D alone on the frozen G.
+python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --verbose=2 \
+  --model_dir="$RUNS/lfw-ldrsp-recipe-d-warmup-continued" --results_suffix=-recipe-d-warmup-continued \
+  --set init_checkpoint="$RUNS/lfw-ldrsp-recipe" --set g_pretrain_updates=0 --set d_warmup_updates=4700 \
+  --set updates=4700 --set validation_every=5
 python -m tfsp.figures --task=lfw --data_dir="$DATA" --run=fcn:"$RUNS/lfw-fcn" --run=ldrsp:"$RUNS/lfw-ldrsp-recipe" \
   --steps=0,7,10,30 --output=results/qualitative-lfw.png
 # The GAN-family baselines (issue 16) with the task file's defaults: LDRSP's recipe above (G
