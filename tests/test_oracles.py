@@ -80,3 +80,38 @@ def test_binarize():
 def test_unknown_oracle_lists_valid_names():
     with pytest.raises(ValueError, match="valid"):
         oracles.get_oracle("nope")
+
+
+def test_discrete_oracles_score_the_output_prediction_reads_off():
+    """A discrete oracle is the oracle of the arg-max (class axis) or thresholded output: making y
+    more confident without changing that output leaves it unchanged."""
+    t = np.eye(3, dtype=np.float32)[[[0, 1], [2, 2]]][None]  # [1, 2, 2, 3] one-hot
+    soft = np.array([[[[0.5, 0.3, 0.2], [0.2, 0.4, 0.4]], [[0.1, 0.2, 0.7], [0.4, 0.35, 0.25]]]], np.float32)
+    hard = oracles.binarize(soft, multiclass=True).numpy()
+    accuracy = oracles.get_oracle("discrete_pixel_accuracy")
+    np.testing.assert_allclose(accuracy(soft, t).numpy(), accuracy(hard, t).numpy())
+    np.testing.assert_allclose(accuracy(soft, t).numpy(), oracles.pixel_accuracy(soft, t).numpy())
+    assert oracles.soft_pixel_accuracy(hard, t).numpy() != oracles.soft_pixel_accuracy(soft, t).numpy()
+    per_position = oracles.get_oracle("discrete_per_position_f1")
+    np.testing.assert_allclose(per_position(soft, t).numpy(), oracles.per_position_f1(hard, t).numpy())
+
+    labels = np.array([[1, 0, 1, 0]], np.float32)
+    relaxed = np.array([[0.9, 0.4, 0.6, 0.1]], np.float32)
+    for name, relaxed_oracle in (("discrete_f1", oracles.soft_f1), ("discrete_iou", oracles.soft_iou)):
+        np.testing.assert_allclose(oracles.get_oracle(name)(relaxed, labels).numpy(),
+                                   relaxed_oracle(np.array([[1, 0, 1, 0]], np.float32), labels).numpy())
+    # A one-channel mask is thresholded, not arg-maxed over its single channel.
+    mask = np.array([[[[0.7], [0.2]]]], np.float32)
+    truth = np.array([[[[1.0], [1.0]]]], np.float32)
+    np.testing.assert_allclose(oracles.get_oracle("discrete_pixel_accuracy")(mask, truth).numpy(), [0.5])
+
+
+def test_discrete_oracles_are_refused_where_the_oracle_is_differentiated():
+    from tfsp import config as config_lib
+    from tfsp.build import build_method
+    from tfsp.config import ConfigError
+    from tfsp.spec import multilabel_spec
+
+    config = config_lib.resolve("mlc", "spen", {"oracle": "discrete_f1"})
+    with pytest.raises(ConfigError, match="piecewise constant.*spen"):
+        build_method(config, multilabel_spec("toy", 4, 3), steps_per_epoch=2)

@@ -96,6 +96,11 @@ def build_method(config: ExperimentConfig, spec: TaskSpec, steps_per_epoch: int)
     if config.oracle:
         spec = dataclasses.replace(spec, oracle=config.oracle)
         spec.oracle_fn  # noqa: B018 -- fails early, naming the valid oracles
+        algorithm = config.algorithm or config.method
+        if config.oracle.startswith("discrete_") and algorithm not in ("dvn", "ldrsp"):
+            raise ConfigError(f"oracle={config.oracle} is piecewise constant in y, a regression target "
+                              f"for DVN's and LDRSP's value networks only; {algorithm} differentiates "
+                              "or does not use its oracle")
     try:
         method = registry.get(config.algorithm or config.method)
     except KeyError as e:

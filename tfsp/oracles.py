@@ -125,3 +125,23 @@ def binarize(y, multiclass: bool, threshold: float = 0.5):
     if multiclass:
         return tf.one_hot(tf.argmax(y, axis=-1), y.shape[-1], dtype=y.dtype)
     return tf.cast(y >= threshold, y.dtype)
+
+
+def on_discrete_output(oracle, class_axis: bool):
+    """`oracle` scored on the discrete output prediction reads off y (one-hot arg-max over a
+    class axis, else every element thresholded at 0.5) instead of on y itself. Not in the
+    papers: a value network regressed to it gains nothing from making y more confident without
+    changing its arg-max, which the relaxed oracles reward. Piecewise constant in y, so only a
+    regression target (never differentiated)."""
+    def discrete(y, y_true):
+        y = tf.convert_to_tensor(y, tf.float32)
+        return oracle(binarize(y, multiclass=class_axis and y.shape[-1] > 1), y_true)
+    return discrete
+
+
+ORACLES.update({
+    "discrete_f1": on_discrete_output(soft_f1, class_axis=False),
+    "discrete_iou": on_discrete_output(soft_iou, class_axis=False),
+    "discrete_per_position_f1": on_discrete_output(per_position_f1, class_axis=True),
+    "discrete_pixel_accuracy": on_discrete_output(soft_pixel_accuracy, class_axis=True),
+})
