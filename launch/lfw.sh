@@ -86,6 +86,12 @@ python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --ve
   --model_dir="$RUNS/lfw-ldrsp-recipe-d-warmup-continued" --results_suffix=-recipe-d-warmup-continued \
   --set init_checkpoint="$RUNS/lfw-ldrsp-recipe" --set g_pretrain_updates=0 --set d_warmup_updates=4700 \
   --set updates=4700 --set validation_every=5
+# The same with D regressed to the accuracy of the arg-max output (discrete_pixel_accuracy, not in
+# the papers): the relaxed oracle rewards making G's soft output confident, which changes no label.
+python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --verbose=2 \
+  --model_dir="$RUNS/lfw-ldrsp-recipe-d-warmup-discrete-oracle" --results_suffix=-recipe-d-warmup-discrete-oracle \
+  --set init_checkpoint="$RUNS/lfw-ldrsp-recipe" --set g_pretrain_updates=0 --set d_warmup_updates=4700 \
+  --set updates=4700 --set validation_every=5 --set oracle=discrete_pixel_accuracy
 python -m tfsp.figures --task=lfw --data_dir="$DATA" --run=fcn:"$RUNS/lfw-fcn" --run=ldrsp:"$RUNS/lfw-ldrsp-recipe" \
   --steps=0,7,10,30 --output=results/qualitative-lfw.png
 # The GAN-family baselines (issue 16) with the task file's defaults: LDRSP's recipe above (G
