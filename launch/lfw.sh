@@ -77,6 +77,13 @@ python -m tfsp.launch "${OLD[@]}" --epochs=12 --mode=probe
 # chosen on validation (as on horses).
 python -m tfsp.launch --mode=evaluate --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --verbose=2 \
   --set select_mirror=true --model_dir="$RUNS/lfw-ldrsp-recipe" --results_suffix=-recipe-select-mirror
+# DVN with twice the updates (10,000; the learning rate cut at the same fractions of the run), and
+# its weights re-tested with the step count chosen on validation among 0..30 (training used 10).
+DVN_10K=(--task=lfw --method=dvn --data_dir="$DATA" --seed=0 --verbose=2 --model_dir="$RUNS/lfw-dvn-10k"
+         --set updates=10000 --set 'optimizer.decay_epochs=[54,86]')
+python -m tfsp.launch "${DVN_10K[@]}" --results_suffix=-10k
+python -m tfsp.launch "${DVN_10K[@]}" --mode=evaluate --results_suffix=-10k-select-steps-up-to-30 \
+  --set select_refine_steps_up_to=30 --set compare_crop_modes=false --refine_steps=30
 # The recipe's D probed on validation (its ranking of y* and the direction of its first step).
 python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --mode=probe \
   --model_dir="$RUNS/lfw-ldrsp-recipe" --results_suffix=-recipe
