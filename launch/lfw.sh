@@ -99,6 +99,12 @@ python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --ve
   --model_dir="$RUNS/lfw-ldrsp-recipe-d-warmup-discrete-oracle" --results_suffix=-recipe-d-warmup-discrete-oracle \
   --set init_checkpoint="$RUNS/lfw-ldrsp-recipe" --set g_pretrain_updates=0 --set d_warmup_updates=4700 \
   --set updates=4700 --set validation_every=5 --set oracle=discrete_pixel_accuracy
+# The joint phase again from the recipe's kept weights, longer (4,700 updates) and with G's
+# adversarial weight 0.3, the horse configuration whose refinement gains most.
+python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --verbose=2 \
+  --model_dir="$RUNS/lfw-ldrsp-recipe-joint-g-adversarial0.3" --results_suffix=-recipe-joint-g-adversarial0.3 \
+  --set init_checkpoint="$RUNS/lfw-ldrsp-recipe" --set g_pretrain_updates=0 --set d_warmup_updates=0 \
+  --set updates=4700 --set validation_every=5 --set generator_adversarial_weight=0.3
 python -m tfsp.figures --task=lfw --data_dir="$DATA" --run=fcn:"$RUNS/lfw-fcn" --run=ldrsp:"$RUNS/lfw-ldrsp-recipe" \
   --steps=0,7,10,30 --output=results/qualitative-lfw.png
 # The GAN-family baselines (issue 16) with the task file's defaults: LDRSP's recipe above (G
