@@ -88,7 +88,8 @@ python -m tfsp.launch "${DVN_10K[@]}" --mode=evaluate --results_suffix=-10k-sele
 python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --mode=probe \
   --model_dir="$RUNS/lfw-ldrsp-recipe" --results_suffix=-recipe
 # Is D under-trained? The recipe's kept weights (pretrained G, D after its 1,880 warm-up updates)
-# and 4,700 more warm-up updates of D alone on the frozen G.
+# and 4,700 more warm-up updates of D alone on the frozen G. (This one and the next were stopped
+# after 15 and 11 of their 50 epochs, validation showing no gain; no record was written.)
 python -m tfsp.launch --task=lfw --method=ldrsp --data_dir="$DATA" --seed=0 --verbose=2 \
   --model_dir="$RUNS/lfw-ldrsp-recipe-d-warmup-continued" --results_suffix=-recipe-d-warmup-continued \
   --set init_checkpoint="$RUNS/lfw-ldrsp-recipe" --set g_pretrain_updates=0 --set d_warmup_updates=4700 \
