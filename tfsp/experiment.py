@@ -206,10 +206,10 @@ def initialize_from(model, model_dir: str, networks: Sequence[str] = (), seed: i
         raise ConfigError(f"init_checkpoint={model_dir}: not a model dir of a tfsp run "
                           f"({Path(model_dir) / CONFIG_FILE} not found)")
     _, _, source = restore_stored(model_dir)
+    shapes = lambda net: [tuple(w.shape) for w in net.weights]  # noqa: E731
     for name in names:
         theirs = getattr(source, name, None)
         mine = getattr(model, name)
-        shapes = lambda net: [tuple(w.shape) for w in net.weights]  # noqa: E731
         if theirs is None or shapes(theirs) != shapes(mine):
             found = "none" if theirs is None else f"shapes {shapes(theirs)}"
             raise ConfigError(f"init_checkpoint {model_dir} has no {name} of this shape to start from "

@@ -13,7 +13,7 @@ from tfsp.config import ConfigError, ExperimentConfig
 from tfsp.experiment import restore
 from tfsp.methods import StructuredModel
 from tfsp.methods.replicas import per_example_mean
-from tfsp.refine import project, refine
+from tfsp.refine import project, refine, value_and_gradient
 from tfsp.spec import TaskSpec
 
 
@@ -89,17 +89,15 @@ def probe_value_network(model: StructuredModel, dataset, seed: int = 0) -> Dict[
         outputs = reference_outputs(spec, y_true, rng, prediction=model.infer(x)["y"])
         start, _ = model.initial_output(prepared)
         outputs["start"] = start = project(tf.cast(start, tf.float32), spec.projection)
-        values = {kind: value_fn(y) for kind, y in outputs.items()}
+        values = {kind: value_fn(y) for kind, y in outputs.items() if kind != "start"}
+        values["start"], gradient = value_and_gradient(value_fn, start)
+        gradient = tangent(gradient, spec)
         for kind, y in outputs.items():
             entry = sums.setdefault(kind, {"value": 0.0, "oracle": 0.0, "below_ground_truth": 0.0})
             entry["value"] += float(tf.reduce_sum(values[kind]))
             entry["oracle"] += float(tf.reduce_sum(per_example_mean(spec.oracle_fn(y, y_true))))
             entry["below_ground_truth"] += float(tf.reduce_sum(
                 tf.cast(values[kind] < values["ground_truth"], tf.float32)))
-        with tf.GradientTape() as tape:
-            tape.watch(start)
-            start_value = tf.reduce_sum(value_fn(start))
-        gradient = tangent(tape.gradient(start_value, start), spec)
         first_step = refine(value_fn, start, dataclasses.replace(model.test_refine, steps=1)).y
         toward_truth = y_true - start
         for name, total in {
