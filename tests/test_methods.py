@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import correlated_multilabel
 from tfsp import config as config_lib
 from tfsp import evaluation, experiment, oracles
-from tfsp.methods.tuples import reference_samples, trajectory_samples
+from tfsp.methods.tuples import reference_samples, score_samples, trajectory_samples
 from tfsp.spec import multilabel_spec
 
 
@@ -149,6 +149,22 @@ def test_reference_samples_are_made_from_the_ground_truth_alone():
     with pytest.raises(ValueError, match="unknown LDRSP extra sample kinds"):
         experiment.build_method(method_config("ldrsp", extra_sample_weights={"inference": 1.0}),
                                 spec, steps_per_epoch=1)
+
+
+@pytest.mark.parametrize("network", ["multilabel", "patch"])
+def test_score_samples_stacks_the_kinds_into_one_pass_with_each_kinds_own_logits(network):
+    from tfsp.networks import MultiLabelEnergy, PatchDiscriminator
+    rng = np.random.RandomState(0)
+    if network == "multilabel":
+        net, x, shape = MultiLabelEnergy(num_labels=5, hidden=(8,), num_pairwise=4), rng.rand(3, 7), (3, 5)
+    else:
+        net, x, shape = PatchDiscriminator(filters=(4, 8, 8)), rng.rand(3, 8, 8, 3), (3, 8, 8, 1)
+    context = net.precompute(tf.constant(x, tf.float32))
+    samples = {kind: tf.constant(rng.rand(*shape), tf.float32) for kind in ("a", "b", "c")}
+    stacked = score_samples(net, context, samples)
+    assert list(stacked) == ["a", "b", "c"]
+    for kind, y in samples.items():
+        np.testing.assert_allclose(stacked[kind].numpy(), net.score(context, y).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_ldrsp_schedule_switches_phases_at_the_configured_update_counts():

@@ -22,7 +22,7 @@ from tfsp.config import FRACTION, PROBABILITY, OptimizerConfig, at_least, each
 from tfsp.methods.base import StructuredModel
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
                                  checked_sample_weights, reference_samples, mixed_starts,
-                                 trajectory_samples)
+                                 score_samples, trajectory_samples)
 from tfsp.methods.registry import register
 from tfsp.networks import ValueNetwork
 from tfsp.refine import RefineConfig, refine
@@ -121,11 +121,10 @@ class DVN(StructuredModel):
         targets = {kind: self.spec.oracle_fn(y, y_true) for kind, y in samples.items()}
         with tf.GradientTape() as tape:
             context = self.value_net.precompute(x, training=True)
-            losses, logits = {}, {}
-            for kind, y in samples.items():
-                logits[kind] = self.value_net.score(context, y, training=True)
-                losses[kind] = batch.mean(
-                    tf.nn.sigmoid_cross_entropy_with_logits(labels=targets[kind], logits=logits[kind]))
+            logits = score_samples(self.value_net, context, samples, training=True)
+            losses = {kind: batch.mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets[kind],
+                                                                               logits=logits[kind]))
+                      for kind in samples}
             # A weighted mean, so enabling another kind of tuple does not scale the step size.
             data_loss = tf.add_n([self.sample_weights[k] * v for k, v in losses.items()]) / sum(
                 self.sample_weights.values())

@@ -49,7 +49,7 @@ from tfsp.methods.base import WithInferenceNetwork
 from tfsp.methods.replicas import per_example_mean
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
                                  checked_sample_weights, mixed_starts, reference_samples,
-                                 trajectory_samples)
+                                 score_samples, trajectory_samples)
 from tfsp.methods.registry import register
 from tfsp.methods.schedule import PhasedSettings, PhasedTraining
 from tfsp.networks import ValueNetwork, track_layer_lists
@@ -283,12 +283,11 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
                    **self.extra_sample_weights}
         with tf.GradientTape() as tape:
             context = self.value_net.precompute(x, training=True)
-            scores_truth = self.value_net.score(context, y_true, training=True)
-            value_truth = tf.sigmoid(scores_truth)
-            d_terms = {"ground_truth": batch.mean(value_regression_loss(self.value_loss, scores_truth, 1.0))}
-            for kind, y in samples.items():
-                d_terms[kind] = batch.mean(value_regression_loss(
-                    self.value_loss, self.value_net.score(context, y, training=True), targets[kind]))
+            scores = score_samples(self.value_net, context, {"ground_truth": y_true, **samples}, training=True)
+            value_truth = tf.sigmoid(scores["ground_truth"])
+            d_terms = {kind: batch.mean(value_regression_loss(self.value_loss, scores[kind],
+                                                              targets.get(kind, 1.0)))
+                       for kind in scores}
             d_loss = d_terms["ground_truth"] + tf.add_n(
                 [weights[kind] * d_terms[kind] for kind in samples])
             d_loss += batch.penalty(self.value_net.losses)

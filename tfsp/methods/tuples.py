@@ -108,3 +108,16 @@ def reference_samples(model, kinds, y_true) -> Dict[str, tf.Tensor]:
     makers = {"ground_truth": lambda: y_true, "stratified": lambda: stratified_samples(model, y_true),
               "mismatched": lambda: mismatched_samples(y_true)}
     return {kind: makers[kind]() for kind in REFERENCE_SAMPLE_KINDS if kind in kinds}
+
+
+def score_samples(value_net, context, samples: Dict[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
+    """{kind: D's logits} for every kind of tuple, from one pass of the value network over all
+    kinds stacked along the batch (`context` repeated once per kind): one large batch keeps the
+    CPU's matrix units busier than a pass per kind. Dropout draws its masks for the stacked batch,
+    which is the same distribution as one mask per kind."""
+    kinds = list(samples)
+    if len(kinds) == 1:
+        return {kinds[0]: value_net.score(context, samples[kinds[0]], training=training)}
+    stacked_context = tf.nest.map_structure(lambda c: tf.concat([c] * len(kinds), axis=0), context)
+    logits = value_net.score(stacked_context, tf.concat([samples[k] for k in kinds], axis=0), training=training)
+    return dict(zip(kinds, tf.split(logits, len(kinds), axis=0)))
