@@ -120,3 +120,40 @@ def test_best_iterate_compiled_with_early_stop():
 def test_adam_and_normalize_are_exclusive():
     with pytest.raises(ValueError, match="one step rule"):
         RefineConfig(adam=True, normalize=True)
+
+
+def test_entropic_step_is_the_exponentiated_gradient_step_on_the_simplex_and_in_the_box():
+    # A linear value: the gradient is the constant c, so one step is closed-form.
+    c = np.array([[[1.0, 0.0, -1.0], [1.0, 0.0, -1.0]]], np.float32)
+    value_fn = lambda y: tf.reduce_sum(y * c, axis=[1, 2])  # noqa: E731
+    y0 = np.array([[[1 / 3, 1 / 3, 1 / 3], [0.98, 0.01, 0.01]]], np.float32)
+    result = refine(value_fn, tf.constant(y0), RefineConfig(steps=1, step_size=0.5, entropic=True,
+                                                            projection="simplex"))
+    expected = y0 * np.exp(0.5 * c)
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(result.y.numpy(), expected, rtol=1e-5)
+    # The uncertain position moves far more than the confident one, though their gradients are equal.
+    moved = np.abs(result.y.numpy() - y0).sum(-1)[0]
+    assert moved[0] > 10 * moved[1]
+
+    box = np.array([[0.5, 0.99, 0.0]], np.float32)
+    g = np.array([[2.0, 2.0, 2.0]], np.float32)
+    result = refine(lambda y: tf.reduce_sum(y * g, axis=-1), tf.constant(box),
+                    RefineConfig(steps=1, step_size=0.25, entropic=True, projection="clip"))
+    floored = np.clip(box, 1e-6, 1 - 1e-6)
+    expected = 1 / (1 + np.exp(-(np.log(floored / (1 - floored)) + 0.25 * g)))
+    np.testing.assert_allclose(result.y.numpy(), expected, rtol=1e-5)
+
+
+def test_entropic_steps_reach_the_optimum_of_a_concave_value_inside_the_simplex():
+    target = np.array([[0.2, 0.5, 0.3]], np.float32)
+    result = refine(concave_value(target), tf.constant([[0.6, 0.2, 0.2]]),
+                    RefineConfig(steps=200, step_size=0.5, entropic=True, projection="simplex"))
+    np.testing.assert_allclose(result.y.numpy(), target, atol=1e-3)
+
+
+def test_entropic_is_refused_with_adam_or_without_a_bounded_feasible_set():
+    with pytest.raises(ValueError, match="choose one"):
+        RefineConfig(entropic=True, adam=True)
+    with pytest.raises(ValueError, match="projection clip or simplex"):
+        RefineConfig(entropic=True, projection="none")

@@ -47,6 +47,13 @@ class RefineConfig:
         it: the model does when it builds its test-time value (StructuredModel.value_of);
         the training refinements ascend D on the training crop as it is (train_refine.mirror
         is refused).
+    entropic: entropic mirror ascent (exponentiated gradient) instead of a Euclidean step:
+        on the simplex y <- softmax(log y + η·d) per position, on [0, 1] logit(y) <- logit(y)
+        + η·d per element (d the gradient, or the normalized one). A step moves an uncertain
+        element (y near ½, or a near tie between classes) far more than a confident one, where
+        a Euclidean step moves all alike; SPEN's inference (Belanger & McCallum 2016) uses it.
+        Iterates stay inside the feasible set, so no projection is needed; elements at 0 or 1
+        are first moved ENTROPIC_FLOOR inside (a start at zeros moves little).
     projection: "clip" onto [0, 1], "simplex" onto the probability simplex along
         the last axis (per position), or "none".
     tolerance: stop early once no element of y moved by more than this in a
@@ -64,6 +71,7 @@ class RefineConfig:
     decay: float = 0.0
     best_iterate: bool = False
     mirror: bool = False
+    entropic: bool = False
 
     RANGES: ClassVar = {"steps": at_least(0), "step_size": POSITIVE, "tolerance": at_least(0),
                         "decay": at_least(0), "adam_beta_1": FRACTION, "adam_beta_2": FRACTION}
@@ -75,6 +83,12 @@ class RefineConfig:
             raise ValueError(f"unknown projection {self.projection!r}; valid: {PROJECTIONS}")
         if self.adam and self.normalize:
             raise ValueError("refinement: choose one step rule, adam or normalize, not both")
+        if self.entropic and self.adam:
+            raise ValueError("refinement: entropic steps follow the (normalized) gradient; adam is another "
+                             "step rule, choose one")
+        if self.entropic and self.projection == "none":
+            raise ValueError("refinement: entropic steps need a bounded feasible set (projection clip or "
+                             "simplex), not projection none")
         if self.decay < 0:
             raise ValueError(f"refinement decay must be >= 0, got {self.decay}")
 
@@ -132,11 +146,30 @@ def _per_example_norm(g: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.reduce_sum(tf.square(g), axis=axes, keepdims=True))
 
 
+ENTROPIC_FLOOR = 1e-6
+"""How far inside (0, 1) an entropic step first moves an element at the boundary."""
+
+
+def entropic_step(y, direction, step_size, projection: str):
+    """Mirror ascent with the negative entropy as mirror map: the exponentiated-gradient step on
+    the simplex (last axis), its Bernoulli form on [0, 1]."""
+    y = tf.clip_by_value(y, ENTROPIC_FLOOR, 1.0 - ENTROPIC_FLOOR)
+    if projection == "simplex":
+        return tf.nn.softmax(tf.math.log(y) + step_size * direction, axis=-1)
+    if projection == "clip":
+        return tf.sigmoid(tf.math.log(y) - tf.math.log1p(-y) + step_size * direction)
+    raise ValueError(f"entropic steps need projection clip or simplex, got {projection!r}")
+
+
 def ascent_step(y, gradient, config: RefineConfig, step_size=None):
-    """One projected gradient or normalized-gradient ascent step (see `refine` for Adam)."""
+    """One projected gradient, normalized-gradient or entropic ascent step (see `refine` for
+    Adam)."""
     if config.normalize:
         gradient = gradient / (_per_example_norm(gradient) + 1e-12)
-    return project(y + (config.step_size if step_size is None else step_size) * gradient, config.projection)
+    step_size = config.step_size if step_size is None else step_size
+    if config.entropic:
+        return entropic_step(y, gradient, step_size, config.projection)
+    return project(y + step_size * gradient, config.projection)
 
 
 def per_example(values, like):
@@ -147,7 +180,8 @@ def per_example(values, like):
 def refine(value_fn: ValueFn, y0: tf.Tensor, config: RefineConfig,
            return_trajectory: bool = False) -> RefineResult:
     """Projected ascent y <- P(y + η_t·d_t) from y0, as a `tf.while_loop`; d_t is the gradient,
-    the normalized gradient or the Adam direction (RefineConfig), η_t = η / (1 + decay·t).
+    the normalized gradient or the Adam direction (RefineConfig), η_t = η / (1 + decay·t); or
+    the entropic step along d_t (`entropic`).
 
     With `best_iterate` the result is, per example, the iterate of highest value seen
     (the value at each iterate is computed anyway, with its gradient).
