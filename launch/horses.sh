@@ -275,3 +275,17 @@ for method in gan lsgan wgan_gp ebgan; do
       $([ "$s" = 0 ] && echo --step_curve=30) --model_dir="$RUNS/horses-$method$suffix"
   done
 done
+
+# Entropic mirror ascent (test_refine.entropic) against the normalized Euclidean steps the model
+# was trained with, on validation, for the seed-2 model of the best LDRSP configuration.
+python launch/compare_test_refinements.py --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-seed2" \
+  --data_dir="$DATA" --output=results/horses-ldrsp-seed2-cross-entropy-g-adversarial0.3-entropic-test-refinements.json \
+  --variant='as_trained={}' --variant='g={"steps":0}' --variant='entropic_eta50={"entropic":true,"step_size":50.0}' \
+  --variant='entropic_eta100={"entropic":true,"step_size":100.0}' --variant='entropic_eta200={"entropic":true,"step_size":200.0}' \
+  --variant='entropic_eta100_20steps={"entropic":true,"step_size":100.0,"steps":20}'
+# The same configuration trained and refined with entropic steps (η = 100, chosen above), seed 0.
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 --set test_refine.entropic=true \
+  --set test_refine.step_size=100 --set train_refine.entropic=true --set train_refine.step_size=100 \
+  --model_dir="$RUNS/horses-ldrsp-cross-entropy-g-adversarial0.3-entropic" \
+  --results_suffix=-cross-entropy-g-adversarial0.3-entropic
