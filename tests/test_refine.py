@@ -157,3 +157,12 @@ def test_entropic_is_refused_with_adam_or_without_a_bounded_feasible_set():
         RefineConfig(entropic=True, adam=True)
     with pytest.raises(ValueError, match="projection clip or simplex"):
         RefineConfig(entropic=True, projection="none")
+
+
+def test_entropic_is_set_from_the_command_line_for_one_refinement_only():
+    from tfsp import config as config_lib
+
+    cfg = config_lib.resolve("bibtex", "ldrsp", config_lib.parse_assignments(
+        ["test_refine.entropic=true", "test_refine.step_size=5"]))
+    assert cfg.settings.test_refine.entropic and cfg.settings.test_refine.step_size == 5.0
+    assert not cfg.settings.train_refine.entropic
