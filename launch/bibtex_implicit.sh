@@ -64,3 +64,9 @@ python -m tfsp.launch --task=bibtex --method=implicit --data_dir="$DATA" --seed=
   --model_dir="$RUNS/bibtex-implicit-refined-negatives-select-a" \
   --results_suffix=-default-refined-negatives-select-a-steps --step_curve=30 --set cd_refined_negatives=true \
   --set select_on=inference_net_example_f1 --set select_refine_steps=true
+# The same with the energy on the feature network that lifted DVN and SPEN (2 x 500, dropout 0.5,
+# no weight decay); the method's variant name (cd) is part of the file name.
+python -m tfsp.launch --task=bibtex --method=implicit --data_dir="$DATA" --seed=0 --verbose=2 \
+  --model_dir="$RUNS/bibtex-implicit-cd-ff-features" --results_suffix=-cd-ff-features --step_curve=30 \
+  --set cd_refined_negatives=true --set select_on=inference_net_example_f1 --set select_refine_steps=true \
+  --set value_net.hidden='[500,500]' --set value_net.dropout=0.5 --set value_net.weight_decay=0
