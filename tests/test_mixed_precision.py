@@ -20,6 +20,10 @@ def _twins(make):
 
 
 def test_conv_value_net_in_bfloat16_matches_float32_and_returns_float32():
+    # Weights from a fixed seed: the gradient's direction under bfloat16 depends on its size,
+    # which depends on the draw (over seeds 0-11 the cosine below ranged 0.83-0.999, the lowest
+    # where the gradient norm was half the usual), and an unseeded draw made the test flaky.
+    keras.utils.set_random_seed(0)
     rng = np.random.RandomState(0)
     x = tf.constant(rng.rand(4, 12, 12, 3), tf.float32)
     y = tf.constant(rng.rand(4, 12, 12, 1), tf.float32)
