@@ -313,6 +313,26 @@ def test_empty_splits_are_errors_naming_the_split_and_setting(tiny_mulan):
     assert data.validation is None and data.sizes == {"train": 5, "validation": 0, "test": 295}
 
 
+def test_validation_seed_recarves_validation_and_keeps_the_test_rows(tiny_mulan):
+    from tfsp.config import ConfigError, DataConfig
+    from tfsp.datasets import build_task_data
+
+    def rows(dataset):
+        return np.concatenate([x.numpy() for x, _ in dataset])
+
+    arff, xml = tiny_mulan
+    default = build_task_data(_mulan_config(arff, xml, n_train=200, validation_fraction=0.2))
+    same = build_task_data(_mulan_config(arff, xml, n_train=200, validation_fraction=0.2, validation_seed=0))
+    other = build_task_data(_mulan_config(arff, xml, n_train=200, validation_fraction=0.2, validation_seed=3))
+    np.testing.assert_array_equal(rows(default.validation), rows(same.validation))  # -1 means split_seed 0
+    np.testing.assert_array_equal(rows(default.test), rows(other.test))
+    assert other.sizes == default.sizes
+    assert not np.array_equal(rows(default.validation), rows(other.validation))
+    assert "seed 3" in other.split
+    with pytest.raises(ConfigError, match="data.validation_seed re-carves .* MULAN"):
+        build_task_data(DataConfig(loader="horses", validation_seed=1))
+
+
 def test_pipelines_without_a_batch_are_errors_not_hangs():
     from tfsp.data import epochs
     from tfsp.data.images import segmentation_dataset

@@ -74,6 +74,10 @@ class DataConfig:
     split_seed: int = 0
     validation_fraction: float = 0.05
     """Fraction of the training part held out for validation (model selection, TensorBoard)."""
+    validation_seed: int = -1
+    """MULAN: seed of the permutation that carves the validation part out of the train part
+    (tfsp.data.mulan.carve_validation); -1: split_seed. Other carves of the same train part,
+    with the test part unchanged, give repeated hold-out estimates for choosing settings."""
     batch_size: int = 32
     eval_batch_size: int = 512
     standardize: bool = True
@@ -88,7 +92,7 @@ class DataConfig:
     """Segmentation without official lists: train / validation / test sizes of a seeded permutation."""
 
     RANGES: ClassVar = {"n_train": at_least(0), "train_fraction": OPEN_FRACTION, "split_seed": at_least(0),
-                        "validation_fraction": FRACTION, "batch_size": at_least(1),
+                        "validation_seed": at_least(-1), "validation_fraction": FRACTION, "batch_size": at_least(1),
                         "eval_batch_size": at_least(1), "image_size": at_least(1), "crop_size": at_least(0),
                         "crop_grid": at_least(1), "split_sizes": each(at_least(0))}
 

@@ -133,9 +133,10 @@ def build_mulan(config: DataConfig, seed: int, training_folds: int = 0) -> TaskD
                  f"train = perm[:{n_train}], test = perm[{n_train}:]")
     else:
         raise DataError(f"unknown split {config.split!r} for {arff_path}; valid: ['seeded']")
-    train_idx, val_idx = mulan.carve_validation(train_idx, config.validation_fraction, config.split_seed)
+    carve_seed = config.split_seed if config.validation_seed < 0 else config.validation_seed
+    train_idx, val_idx = mulan.carve_validation(train_idx, config.validation_fraction, carve_seed)
     split += (f"; validation = {len(val_idx)} of the train rows "
-              f"(tfsp.data.mulan.carve_validation, fraction {config.validation_fraction}, seed {config.split_seed})")
+              f"(tfsp.data.mulan.carve_validation, fraction {config.validation_fraction}, seed {carve_seed})")
     require_examples(
         {"train": len(train_idx), "test": len(test_idx),
          **({"validation": len(val_idx)} if config.validation_fraction > 0 else {})}, str(arff_path),
@@ -297,6 +298,9 @@ def build_task_data(config: DataConfig, seed: int = 0, training_folds: int = 0) 
         raise DataError(f"unknown data loader {config.loader!r}; valid: {sorted(BUILDERS)}") from None
     if config.reader not in READERS:
         raise DataError(f"unknown data.reader {config.reader!r}; valid: {list(READERS)}")
+    if config.validation_seed >= 0 and config.loader != "mulan":
+        raise ConfigError(f"data.validation_seed re-carves the validation part of a MULAN train split; the "
+                          f"{config.loader} loader's validation part is fixed by its split (data.split_seed)")
     if not training_folds:
         return builder(config, seed)
     if config.loader not in FOLD_LOADERS:
