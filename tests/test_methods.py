@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import correlated_multilabel
 from tfsp import config as config_lib
 from tfsp import evaluation, experiment, oracles
-from tfsp.methods.tuples import reference_samples, score_samples, trajectory_samples
+from tfsp.methods.tuples import ranking_loss, reference_samples, score_samples, trajectory_samples
 from tfsp.spec import multilabel_spec
 
 
@@ -165,6 +165,29 @@ def test_score_samples_stacks_the_kinds_into_one_pass_with_each_kinds_own_logits
     assert list(stacked) == ["a", "b", "c"]
     for kind, y in samples.items():
         np.testing.assert_allclose(stacked[kind].numpy(), net.score(context, y).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_ranking_loss_is_a_margin_hinge_over_each_examples_ordered_pairs():
+    scores = {"ground_truth": tf.constant([3.0, 0.0]), "a": tf.constant([2.0, 1.0]), "b": tf.constant([0.5, 1.0])}
+    targets = {"a": tf.constant([0.8, 0.5]), "b": tf.constant([0.5, 0.5])}
+    loss = ranking_loss(scores, targets, margin=5.0).numpy()
+    # Example 0: (gt, a) max(0, 1.0 − 1.0) = 0, (gt, b) max(0, 2.5 − 2.5) = 0, (a, b) max(0, 1.5 − 1.5) = 0.
+    # Example 1: (gt, a) and (gt, b) max(0, 2.5 − (−1)) = 3.5 each; a and b tie, so no pair.
+    np.testing.assert_allclose(loss, [0.0, 3.5], atol=1e-6)
+    # A patch D's per-position scores are averaged per example; per-example targets broadcast.
+    patch = {"ground_truth": tf.fill([2, 3, 3, 1], 1.0), "a": tf.fill([2, 3, 3, 1], 2.0)}
+    targets = {"a": tf.reshape([0.9, 1.0], [2, 1, 1, 1])}
+    np.testing.assert_allclose(ranking_loss(patch, targets, margin=10.0).numpy(),
+                               [2.0, 0.0], atol=1e-5)
+
+
+def test_ldrsp_with_the_ranking_term_trains_and_tracks_it():
+    spec, train, _, _ = synthetic_task()
+    model = experiment.build_method(method_config("ldrsp", ranking_weight=1.0), spec, steps_per_epoch=15)
+    history = model.fit(train, epochs=2, verbose=0).history
+    assert np.all(np.isfinite(history["d_ranking"])) and history["d_ranking"][-1] > 0
+    with pytest.raises(config_lib.ConfigError, match="ranking_margin"):
+        config_lib.validate(method_config("ldrsp", ranking_margin=0.0))
 
 
 def test_ldrsp_schedule_switches_phases_at_the_configured_update_counts():

@@ -44,11 +44,11 @@ from typing import ClassVar, Dict, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from tfsp.config import PROBABILITY, at_least, each
+from tfsp.config import POSITIVE, PROBABILITY, at_least, each
 from tfsp.methods.base import WithInferenceNetwork
 from tfsp.methods.replicas import per_example_mean
 from tfsp.methods.tuples import (REFERENCE_SAMPLE_KINDS, AdversarialConfig, adversarial_samples,
-                                 checked_sample_weights, mixed_starts, reference_samples,
+                                 checked_sample_weights, mixed_starts, ranking_loss, reference_samples,
                                  score_samples, trajectory_samples)
 from tfsp.methods.registry import register
 from tfsp.methods.schedule import PhasedSettings, PhasedTraining
@@ -109,6 +109,12 @@ class LDRSPSettings(PhasedSettings):
     value_loss: str = "squared_error"
     """D's regression loss (value_regression_loss): squared_error as in the papers, or
     cross_entropy as DVN's; G's adversarial term stays ½(D(x, G(x)) − 1)²."""
+    ranking_weight: float = 0.0
+    """Weight in D's loss of a pairwise ranking hinge over each example's tuples (ground truth
+    included): D's logits ordered as the tuples' oracle values, with a gap of at least
+    ranking_margin per unit of oracle value (tuples.ranking_loss). Not in the papers."""
+    ranking_margin: float = 5.0
+    """Logit gap per unit of oracle value (5: about the logit slope of a value near 0.8)."""
     heldout_folds: int = 0
     """K >= 2: K more inference networks G_1..G_K, G_k trained on cross-entropy (whenever G is
     trained) on the training examples outside fold k; D then also regresses the oracle of each
@@ -130,6 +136,7 @@ class LDRSPSettings(PhasedSettings):
                         "refine_from_zeros": PROBABILITY, "noisy_weight": at_least(0), "noise_std": at_least(0),
                         "extra_sample_weights": each(at_least(0)),
                         "value_loss": ((lambda v: v in VALUE_LOSSES), " or ".join(VALUE_LOSSES)),
+                        "ranking_weight": at_least(0), "ranking_margin": POSITIVE,
                         "heldout_folds": ((lambda v: v == 0 or v >= 2), "0 or at least 2"),
                         "heldout_weight": at_least(0), "refine_from_heldout": PROBABILITY}
 
@@ -161,6 +168,7 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
         if settings.value_loss not in VALUE_LOSSES:
             raise ValueError(f"LDRSP value_loss must be one of {VALUE_LOSSES}, got {settings.value_loss!r}")
         self.value_loss = settings.value_loss
+        self.ranking_weight, self.ranking_margin = float(settings.ranking_weight), float(settings.ranking_margin)
         self.heldout_folds = int(settings.heldout_folds)
         if self.heldout_folds == 1 or self.heldout_folds < 0:
             raise ValueError(f"LDRSP heldout_folds must be 0 or at least 2, got {self.heldout_folds}")
@@ -190,6 +198,8 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
             names += ["d_noisy_inference_net", "oracle_noisy_inference_net"]
         if self.heldout_folds:
             names += ["d_heldout", "oracle_heldout", "g_fold_cross_entropy"]
+        if self.ranking_weight:
+            names += ["d_ranking"]
         names += ["oracle_inference_net", "g_loss", "g_cross_entropy", "g_adversarial",
                   "value_ground_truth", "value_inference_net"]
         self.add_train_statistics(names)
@@ -290,6 +300,11 @@ class LDRSP(PhasedTraining, WithInferenceNetwork):
                        for kind in scores}
             d_loss = d_terms["ground_truth"] + tf.add_n(
                 [weights[kind] * d_terms[kind] for kind in samples])
+            if self.ranking_weight:
+                # Over the tuples D is fitted on (weight > 0), ground truth included.
+                ranked = {k: v for k, v in scores.items() if k == "ground_truth" or weights[k]}
+                d_terms["ranking"] = batch.mean(ranking_loss(ranked, targets, self.ranking_margin))
+                d_loss += self.ranking_weight * d_terms["ranking"]
             d_loss += batch.penalty(self.value_net.losses)
         d_variables = self.value_net.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))

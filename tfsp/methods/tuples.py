@@ -10,6 +10,7 @@ from typing import ClassVar, Dict
 import tensorflow as tf
 
 from tfsp.config import POSITIVE, PROBABILITY, at_least
+from tfsp.methods.replicas import per_example_mean
 from tfsp.refine import RefineConfig, per_example, refine
 
 
@@ -121,3 +122,21 @@ def score_samples(value_net, context, samples: Dict[str, tf.Tensor], training: b
     stacked_context = tf.nest.map_structure(lambda c: tf.concat([c] * len(kinds), axis=0), context)
     logits = value_net.score(stacked_context, tf.concat([samples[k] for k in kinds], axis=0), training=training)
     return dict(zip(kinds, tf.split(logits, len(kinds), axis=0)))
+
+
+def ranking_loss(scores: Dict[str, tf.Tensor], targets: Dict[str, tf.Tensor], margin: float) -> tf.Tensor:
+    """[B]: a pairwise hinge on D's logits over one example's tuples (the `scores` kinds, each
+    with its oracle value in `targets`, ground_truth 1 where absent): for every pair with
+    v*_i > v*_j, max(0, margin·(v*_i − v*_j) − (s_i − s_j)), averaged over such pairs (0 with
+    none). Margin rescaling as in a structured SVM, on D's value: refinement follows the order
+    D puts outputs in, which regression to v* alone leaves loose exactly where refinement goes
+    (a D valuing its refined outputs above the ground truth). Per-position scores and targets
+    (a patch D) are averaged per example first."""
+    kinds = list(scores)
+    s = tf.stack([per_example_mean(tf.cast(scores[k], tf.float32)) for k in kinds], axis=1)  # [B, K]
+    v = tf.stack([per_example_mean(tf.broadcast_to(tf.cast(targets.get(k, 1.0), tf.float32),
+                                                   tf.shape(scores[k]))) for k in kinds], axis=1)
+    value_gap = v[:, :, None] - v[:, None, :]  # [B, K, K]: v*_i − v*_j
+    ordered = tf.cast(value_gap > 1e-6, tf.float32)
+    hinge = tf.nn.relu(margin * value_gap - (s[:, :, None] - s[:, None, :])) * ordered
+    return tf.reduce_sum(hinge, axis=[1, 2]) / tf.maximum(tf.reduce_sum(ordered, axis=[1, 2]), 1.0)
