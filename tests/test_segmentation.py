@@ -75,6 +75,38 @@ def test_mirror_ascends_the_mean_value_of_the_two_mirror_views():
     assert model.infer(x)["y"].shape == (3, 24, 24, 1)
 
 
+def test_dropout_samples_ascend_the_mean_over_dropout_masks():
+    from tfsp.networks import ConvValueNet
+
+    spec = binary_segmentation_spec("toy", 24, crop_size=24, crop_grid=1)
+    rng = np.random.RandomState(3)
+    x = tf.constant(rng.rand(3, 24, 24, 3).astype(np.float32))
+    y = tf.constant(rng.rand(3, 24, 24, 1).astype(np.float32))
+    value_net = ConvValueNet(filters=(4, 8, 8), dense=(16, 4), dropout=0.5, activation="leaky_relu")
+    model = DVN(spec, value_net=value_net, settings=DVNSettings(test_refine=RefineConfig(dropout_samples=4)))
+    plain = tf.sigmoid(value_net((x, y))).numpy()
+    draws = [model.value_of(x)(y).numpy() for _ in range(2)]
+    assert not np.allclose(draws[0], draws[1]) and not np.allclose(draws[0], plain)  # masks drawn anew
+    # With one mask (p = 0.5) the value is a single subnetwork's; four average out part of the spread.
+    model.set_test_settings(refine=RefineConfig(dropout_samples=1))
+    one = np.stack([model.value_of(x)(y).numpy() for _ in range(40)])
+    model.set_test_settings(refine=RefineConfig(dropout_samples=4))
+    four = np.stack([model.value_of(x)(y).numpy() for _ in range(40)])
+    assert four.std(0).mean() < 0.75 * one.std(0).mean()
+    model.set_test_settings(refine=RefineConfig(steps=2, step_size=1.0, dropout_samples=2, mirror=True),
+                            crop_mode="joint")
+    assert np.all(np.isfinite(model.infer(x)["y"].numpy()))
+    # Refused without dropout in D, and in training refinements; DVN's train_with_test_refine drops it.
+    with pytest.raises(config_lib.ConfigError, match="dropout_samples=2 needs a value network with dropout"):
+        DVN(spec, value_net=ConvValueNet(filters=(4, 8, 8), dense=(8, 4), dropout=0.0),
+            settings=DVNSettings(test_refine=RefineConfig(dropout_samples=2))).value_of(x)
+    with pytest.raises(config_lib.ConfigError, match="train_refine.dropout_samples=2: a test-time option"):
+        DVN(spec, value_net=value_net, settings=DVNSettings(train_refine=RefineConfig(dropout_samples=2)))
+    model = DVN(spec, value_net=value_net, settings=DVNSettings(
+        test_refine=RefineConfig(steps=2, dropout_samples=2), train_with_test_refine=True))
+    assert model.train_refine.dropout_samples == 0
+
+
 def test_mirror_needs_images():
     from tfsp.networks import MultiLabelEnergy
     from tfsp.spec import multilabel_spec

@@ -47,6 +47,11 @@ class RefineConfig:
         it: the model does when it builds its test-time value (StructuredModel.value_of);
         the training refinements ascend D on the training crop as it is (train_refine.mirror
         is refused).
+    dropout_samples: K >= 1: ascend the mean value over K dropout masks of the value network,
+        drawn anew at every step (Monte Carlo dropout, Gal & Ghahramani 2016): an ensemble of D's
+        subnetworks, harder for the ascent to exploit than D alone; 0: D in inference mode. Like
+        `mirror`, a test-time value the model builds (StructuredModel.value_of); needs a value
+        network with dropout; costs K passes of D per step.
     entropic: entropic mirror ascent (exponentiated gradient) instead of a Euclidean step:
         on the simplex y <- softmax(log y + η·d) per position, on [0, 1] logit(y) <- logit(y)
         + η·d per element (d the gradient, or the normalized one). A step moves an uncertain
@@ -71,9 +76,10 @@ class RefineConfig:
     decay: float = 0.0
     best_iterate: bool = False
     mirror: bool = False
+    dropout_samples: int = 0
     entropic: bool = False
 
-    RANGES: ClassVar = {"steps": at_least(0), "step_size": POSITIVE, "tolerance": at_least(0),
+    RANGES: ClassVar = {"steps": at_least(0), "dropout_samples": at_least(0), "step_size": POSITIVE, "tolerance": at_least(0),
                         "decay": at_least(0), "adam_beta_1": FRACTION, "adam_beta_2": FRACTION}
 
     def __post_init__(self):

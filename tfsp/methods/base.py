@@ -141,10 +141,14 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
 
     def training_refinement(self, config: RefineConfig, name: str = "train_refine") -> RefineConfig:
         """on_task for a refinement that makes training tuples: those ascend D on the training
-        crop as it is, so the test-time mirror option is refused there rather than ignored."""
+        crop as it is, so the test-time mirror and dropout options are refused there rather than
+        ignored."""
         if config.mirror:
             raise ConfigError(f"{name}.mirror=true: mirror is a test-time option (test_refine.mirror); "
                               "training refinements ascend D on the training crop as it is")
+        if config.dropout_samples:
+            raise ConfigError(f"{name}.dropout_samples={config.dropout_samples}: a test-time option "
+                              "(test_refine.dropout_samples); training refinements ascend D itself")
         return self.on_task(config)
 
     def set_test_settings(self, refine: Optional[RefineConfig] = None,
@@ -181,19 +185,27 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
         that depends on x alone computed here, once; None if the method does not refine.
 
         Methods with a value network `self.value_net` ascend the mean of its sigmoid scores;
-        with test_refine.mirror, the mean of that value on (x, y) and on their mirror images."""
+        with test_refine.mirror, the mean of that value on (x, y) and on their mirror images;
+        with test_refine.dropout_samples K, the mean over K dropout masks of each."""
         if not self.refines:
             return None
         net = self.prediction_value_net
-        value_fn = self.value_from(net.precompute(x, training=training), training=training, net=net)
-        if not self.test_refine.mirror:
-            return value_fn
-        if x.shape.rank != 4:
-            raise ValueError(f"test_refine.mirror needs image inputs [batch, height, width, channels]; "
-                             f"{self.spec.name} has inputs of shape {tuple(x.shape)}")
-        mirrored_fn = self.value_from(net.precompute(tf.reverse(x, [2]), training=training),
-                                      training=training, net=net)
-        return lambda y: 0.5 * (value_fn(y) + mirrored_fn(tf.reverse(y, [2])))
+        views = [(x, lambda y: y)]
+        if self.test_refine.mirror:
+            if x.shape.rank != 4:
+                raise ValueError(f"test_refine.mirror needs image inputs [batch, height, width, channels]; "
+                                 f"{self.spec.name} has inputs of shape {tuple(x.shape)}")
+            views.append((tf.reverse(x, [2]), lambda y: tf.reverse(y, [2])))
+        samples = self.test_refine.dropout_samples
+        if samples and not getattr(net, "dropout", 0.0):
+            raise ConfigError(f"test_refine.dropout_samples={samples} needs a value network with dropout; "
+                              f"{type(net).__name__} has none (set value_net.dropout or dropout_samples=0)")
+        fns = [(self.value_from(net.precompute(view, training=training or bool(samples)),
+                                training=training or bool(samples), net=net), transform)
+               for view, transform in views for _ in range(max(samples, 1))]
+        if len(fns) == 1:
+            return fns[0][0]
+        return lambda y: tf.add_n([fn(transform(y)) for fn, transform in fns]) / len(fns)
 
     def value_from(self, context, training=False, net=None):
         """value_of for an x whose net.precompute(x) is `context`: the per-example mean of
