@@ -4,7 +4,9 @@
 # about 1 F1 on three training seeds, while on test the two refine alike; four other carves of
 # the same train part (data.validation_seed 1-4, training seed = carve), test rows unchanged.
 # Writes results/holdouts/bibtex-ldrsp-seed<k>-holdout<k>-g-adversarial<w>.json and
-# results/bibtex-ldrsp-g-adversarial-weight-holdouts.json (the comparison, validation only).
+# results/bibtex-ldrsp-g-adversarial-weight-holdouts.json (the comparison, validation only), which
+# also pairs the three seeds of each weight on the original carve (launch/bibtex.sh,
+# launch/bibtex_ldrsp_variants.sh: bibtex-ldrsp[-seedN].json, *-variant-g-adversarial0.3-up30.json).
 #
 #   DATA=/path/to/folder/with/mulan/bibtex bash launch/bibtex_ldrsp_holdouts.sh [launcher flags...]
 set -euo pipefail
@@ -21,5 +23,5 @@ for carve in ${CARVES:-1 2 3 4}; do
   done
 done
 python launch/compare_on_holdouts.py --output=results/bibtex-ldrsp-g-adversarial-weight-holdouts.json \
-  --setting='weight1=results/holdouts/bibtex-ldrsp-seed*-holdout*-g-adversarial1.json' \
-  --setting='weight0.3=results/holdouts/bibtex-ldrsp-seed*-holdout*-g-adversarial0.3.json'
+  --setting='weight1=results/holdouts/bibtex-ldrsp-seed*-holdout*-g-adversarial1.json,results/bibtex-ldrsp.json,results/bibtex-ldrsp-seed[12].json' \
+  --setting='weight0.3=results/holdouts/bibtex-ldrsp-seed*-holdout*-g-adversarial0.3.json,results/bibtex-ldrsp*-variant-g-adversarial0.3-up30.json'

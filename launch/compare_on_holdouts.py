@@ -25,7 +25,8 @@ from typing import Dict, List
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("setting", [], "name=GLOB of the results JSONs of one setting, one per carve.")
+flags.DEFINE_multi_string("setting", [], "name=GLOB[,GLOB...]: the results JSONs of one setting, one per "
+                          "(seed, validation carve).")
 flags.DEFINE_string("metric", None, "Primary metric (default: the first of the records' metrics).")
 flags.DEFINE_string("output", None, "Results JSON to write.")
 flags.mark_flags_as_required(["output"])
@@ -93,16 +94,17 @@ def main(argv):
 
     settings = {}
     for spec in FLAGS.setting:
-        name, sep, pattern = spec.partition("=")
-        if not sep or not name or not pattern:
-            raise app.UsageError(f"--setting={spec!r}: expected name=GLOB")
+        name, sep, patterns = spec.partition("=")
+        if not sep or not name or not patterns:
+            raise app.UsageError(f"--setting={spec!r}: expected name=GLOB[,GLOB...]")
         records = []
-        for path in sorted(glob.glob(pattern)):
+        paths = sorted({path for pattern in patterns.split(",") for path in glob.glob(pattern)})
+        for path in paths:
             record = results.read_json(path)
             record["_path"] = path
             records.append(record)
         if not records:
-            raise app.UsageError(f"--setting={spec!r}: no results file matches {pattern!r}")
+            raise app.UsageError(f"--setting={spec!r}: no results file matches {patterns!r}")
         settings[name] = records
     if not settings:
         raise app.UsageError("give at least one --setting=name=GLOB")
@@ -112,7 +114,7 @@ def main(argv):
     print(f"chosen on validation: {record['chosen']}")
     for name, entry in record["settings"].items():
         print(f"  {name}: validation {entry['mean_validation']:.2f} ± {entry['std_validation']:.2f} "
-              f"over {len(entry['runs'])} carves")
+              f"over {len(entry['runs'])} runs (seed, carve)")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ def test_chooses_on_mean_validation_with_paired_differences(tmp_path):
         _record(tmp_path / f"b-{carve}.json", seed=carve, carve=carve, curve=b)
     _record(tmp_path / "c-1.json", seed=1, carve=1, val=43.0)
     _record(tmp_path / "c-2.json", seed=2, carve=-1, val=47.0)  # -1: the split seed's carve, 0
-    proc, output = _run(tmp_path, f"a={tmp_path}/a-*.json", f"b={tmp_path}/b-*.json", f"c={tmp_path}/c-*.json")
+    proc, output = _run(tmp_path, f"a={tmp_path}/a-*.json", f"b={tmp_path}/b-*.json",
+                        f"c={tmp_path}/c-1.json,{tmp_path}/c-2.json")
     assert proc.returncode == 0, proc.stderr
     record = json.loads(output.read_text())
     a, b, c = (record["settings"][n] for n in "abc")
