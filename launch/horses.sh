@@ -233,6 +233,20 @@ python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 -
   --set heldout_folds=4 --set refine_from_heldout=0.5 --set refine_from_zeros=0.5 \
   --model_dir="$RUNS/horses-ldrsp-heldout4" --results_suffix=-cross-entropy-g-adversarial0.3-heldout4
 
+# Prediction ascending an exponential moving average of D's weights (value_average 0.99), seed 0.
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 --set value_average=0.99 \
+  --model_dir="$RUNS/horses-ldrsp-ce-g0.3-value-average0.99" --results_suffix=-cross-entropy-g-adversarial0.3-value-average0.99
+# Its weights on validation with D's value averaged over dropout masks (test_refine.dropout_samples).
+python launch/compare_test_refinements.py --model_dir="$RUNS/horses-ldrsp-ce-g0.3-value-average0.99" --data_dir="$DATA" \
+  --output=results/horses-ldrsp-cross-entropy-g-adversarial0.3-value-average0.99-dropout-test-refinements.json \
+  --variant='as_trained={}' --variant='dropout8={"dropout_samples":8}' --variant='mirror={"mirror":true}' \
+  --variant='mirror_dropout4={"mirror":true,"dropout_samples":4}'
+# D's ranking term (ranking_weight 1, margin 5 logits per unit of IoU), seed 0.
+python -m tfsp.launch --task=horses --method=ldrsp --data_dir="$DATA" --seed=0 --step_curve=30 --verbose=2 \
+  --set value_loss=cross_entropy --set generator_adversarial_weight=0.3 --set ranking_weight=1 \
+  --model_dir="$RUNS/horses-ldrsp-ce-g0.3-ranking1" --results_suffix=-cross-entropy-g-adversarial0.3-ranking1
+
 # The same weights (seed 1) re-tested with D's value averaged over the image and its mirror image
 # (test_refine.mirror), steps and crop mode chosen on validation again.
 python -m tfsp.launch --mode=evaluate --task=horses --method=ldrsp --data_dir="$DATA" --seed=1 --step_curve=30 \
