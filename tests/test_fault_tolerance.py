@@ -163,3 +163,27 @@ def test_checkpoint_of_another_model_gets_an_error_naming_it(tmp_path):
     other = experiment.build_method(method_config("ldrsp"), spec, steps_per_epoch=2)
     with pytest.raises(experiment.CheckpointMismatch, match=r"ckpt-1: this checkpoint does not match"):
         callbacks.EpochCheckpoint(tmp_path, other).restore_latest()
+
+
+def test_best_weights_scores_an_epoch_by_the_best_of_several_monitors():
+    """select_on="a,b": an epoch scores the better of its two validation metrics, so an epoch
+    whose G alone (b) is best is kept although its refined metric (a) is lower than later ones."""
+    import keras
+    import numpy as np
+
+    from tfsp.callbacks import BestWeights
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best = BestWeights(model, ["val_a", "val_b"])
+    best.set_model(model)
+    for epoch, logs in enumerate([{"val_a": 70.0, "val_b": 94.0}, {}, {"val_a": 88.4, "val_b": 88.9}]):
+        model.layers[0].kernel.assign(np.full((2, 1), float(epoch)))
+        best.on_epoch_end(epoch, logs)
+    assert best.best_epoch == 1 and float(best.best.numpy()) == 94.0
+    best.apply(model)
+    np.testing.assert_array_equal(model.layers[0].kernel.numpy(), np.zeros((2, 1)))
+    only_a = BestWeights(model, "val_a")
+    only_a.set_model(model)
+    only_a.on_epoch_end(0, {"val_a": 70.0, "val_b": 94.0})
+    only_a.on_epoch_end(1, {"val_a": 88.4, "val_b": 88.9})
+    assert only_a.best_epoch == 2

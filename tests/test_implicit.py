@@ -198,6 +198,9 @@ def test_select_on_names_the_valid_metrics(tiny_mulan, tmp_path):
                                                     "select_on": "nope"})
     with pytest.raises(ValueError, match="inference_net_example_f1"):
         experiment.run(config, str(tmp_path / "run"), None, verbose=0)
+    config.select_on = "example_f1, nope"
+    with pytest.raises(ValueError, match="'nope' is not a metric"):
+        experiment.run(config, str(tmp_path / "run2"), None, verbose=0)
 
 
 def test_inner_steps_count_in_the_schedule_of_theta_and_not_in_pretraining():

@@ -156,11 +156,14 @@ class BestWeights(keras.callbacks.Callback):
     epoch checkpoint, so a resumed run selects among all epochs, not only its own.
     """
 
-    def __init__(self, model: StructuredModel, monitor: str, mode: str = "max", patience_epochs: int = 0):
-        """patience_epochs > 0: stop training when the best epoch is that many epochs back
-        (early stopping; derived from the checkpointed best epoch, so it survives a resume)."""
+    def __init__(self, model: StructuredModel, monitor, mode: str = "max", patience_epochs: int = 0):
+        """monitor: a logged metric, or a sequence of them scoring an epoch by their best (the
+        maximum, or the minimum with mode "min"). patience_epochs > 0: stop training when the
+        best epoch is that many epochs back (early stopping; derived from the checkpointed best
+        epoch, so it survives a resume)."""
         super().__init__()
-        self.monitor, self.sign = monitor, (1.0 if mode == "max" else -1.0)
+        self.monitors = (monitor,) if isinstance(monitor, str) else tuple(monitor)
+        self.monitor, self.sign = ", ".join(self.monitors), (1.0 if mode == "max" else -1.0)
         self.patience_epochs = patience_epochs
         self.best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_value")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
@@ -177,11 +180,12 @@ class BestWeights(keras.callbacks.Callback):
             epochs_done - self.best_epoch >= self.patience_epochs)
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None:
+        values = [float(logs[m]) for m in self.monitors if (logs or {}).get(m) is not None]
+        if not values:
             return  # not a validation epoch
-        if math.isfinite(float(value)) and self.sign * float(value) > float(self.best.numpy()):
-            self.best.assign(self.sign * float(value))
+        score = max(self.sign * v for v in values)
+        if math.isfinite(score) and score > float(self.best.numpy()):
+            self.best.assign(score)
             self.epoch.assign(epoch + 1)
             for kept, current in zip(self.weights, self.model.get_weights()):
                 kept.assign(current)

@@ -202,7 +202,10 @@ class ExperimentConfig:
     and the best epoch's weights are kept."""
     select_on: str = ""
     """The validation metric model selection maximizes: "" = the final prediction's primary metric;
-    e.g. "inference_net_example_f1" selects on the inference network alone."""
+    e.g. "inference_net_example_f1" selects on the inference network alone. Several, separated by
+    commas, score an epoch by the best of them: "mean_iou,inference_net_mean_iou" keeps the epoch
+    whose G, refined or alone, is best, as the test step count chosen on validation (0 included)
+    will use it."""
     init_checkpoint: str = ""
     """Start training from the weights another run kept: its model dir (restored with the
     configuration stored there). Only a fresh run is initialized; a resumed one continues from

@@ -301,10 +301,13 @@ def _train_and_evaluate(config: ExperimentConfig, model_dir: Path, own_dir: Path
     check_test_selection(config, data.spec)
     validation = periodic_validation_data(config, data)
 
-    monitor = "val_" + (config.select_on or data.spec.primary_metric)
-    if config.select_on and config.select_on not in model.eval_trackers:
-        raise ConfigError(f"select_on={config.select_on!r} is not a metric of {config.method}; "
-                          f"valid: {sorted(model.eval_trackers)}")
+    selected_on = [m.strip() for m in config.select_on.split(",")] if config.select_on else [
+        data.spec.primary_metric]
+    for metric in selected_on:
+        if config.select_on and metric not in model.eval_trackers:
+            raise ConfigError(f"select_on={config.select_on!r}: {metric!r} is not a metric of {config.method}; "
+                              f"valid: {sorted(model.eval_trackers)}")
+    monitor = ["val_" + m for m in selected_on]
     if config.early_stopping_validations and not (config.select_best and data.validation is not None):
         raise ConfigError(f"early_stopping_validations={config.early_stopping_validations} needs select_best "
                           "and a validation split (set early_stopping_validations=0 to train every epoch)")
