@@ -32,6 +32,9 @@ lane_a() {
   done
 }
 lane_b() {
+  # LDRSP's task-file default now has D's ranking term; its committed records came from
+  # `SEEDS="0 1 2" VARIANTS=ranking1 bash launch/bibtex_ldrsp_variants.sh` (the same settings);
+  # bibtex-ldrsp[-seedN].json were written by this line before, without it (ranking_weight=0).
   for s in 0 1 2; do run ldrsp "$s" $([ "$s" = 0 ] && echo --step_curve=30); done
   for s in 0 1 2; do run feedforward "$s"; done
 }
