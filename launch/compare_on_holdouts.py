@@ -54,7 +54,7 @@ def validation_figures(record: Dict, metric: str) -> Dict[str, float]:
 
 
 def compare(settings: Dict[str, List[Dict]], metric: str) -> Dict:
-    runs, first = {}, None
+    runs, first = {}, next(iter(settings))
     for name, records in settings.items():
         by_carve = {}
         for r in records:
@@ -65,7 +65,6 @@ def compare(settings: Dict[str, List[Dict]], metric: str) -> Dict:
             by_carve[key] = {"record": r["_path"], "seed": key[0], "validation_seed": key[1],
                              **validation_figures(r, metric)}
         runs[name] = by_carve
-        first = first or name
     summary = {}
     for name, by_carve in runs.items():
         values = [v["validation"] for v in by_carve.values()]

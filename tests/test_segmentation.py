@@ -100,7 +100,7 @@ def test_dropout_samples_ascend_the_mean_over_dropout_masks():
     with pytest.raises(config_lib.ConfigError, match="dropout_samples=2 needs a value network with dropout"):
         DVN(spec, value_net=ConvValueNet(filters=(4, 8, 8), dense=(8, 4), dropout=0.0),
             settings=DVNSettings(test_refine=RefineConfig(dropout_samples=2))).value_of(x)
-    with pytest.raises(config_lib.ConfigError, match="train_refine.dropout_samples=2: a test-time option"):
+    with pytest.raises(config_lib.ConfigError, match="train_refine.dropout_samples=2: dropout_samples is a test-time option"):
         DVN(spec, value_net=value_net, settings=DVNSettings(train_refine=RefineConfig(dropout_samples=2)))
     model = DVN(spec, value_net=value_net, settings=DVNSettings(
         test_refine=RefineConfig(steps=2, dropout_samples=2), train_with_test_refine=True))

@@ -51,7 +51,9 @@ class RefineConfig:
         drawn anew at every step (Monte Carlo dropout, Gal & Ghahramani 2016): an ensemble of D's
         subnetworks, harder for the ascent to exploit than D alone; 0: D in inference mode. Like
         `mirror`, a test-time value the model builds (StructuredModel.value_of); needs a value
-        network with dropout; costs K passes of D per step.
+        network with dropout; costs K passes of D per step. Dropout in the part of D that
+        sees x alone (a multi-label energy's feature network) draws its K masks once per
+        refinement, as that part is computed once.
     entropic: entropic mirror ascent (exponentiated gradient) instead of a Euclidean step:
         on the simplex y <- softmax(log y + η·d) per position, on [0, 1] logit(y) <- logit(y)
         + η·d per element (d the gradient, or the normalized one). A step moves an uncertain
@@ -79,8 +81,17 @@ class RefineConfig:
     dropout_samples: int = 0
     entropic: bool = False
 
-    RANGES: ClassVar = {"steps": at_least(0), "dropout_samples": at_least(0), "step_size": POSITIVE, "tolerance": at_least(0),
-                        "decay": at_least(0), "adam_beta_1": FRACTION, "adam_beta_2": FRACTION}
+    RANGES: ClassVar = {"steps": at_least(0), "dropout_samples": at_least(0), "step_size": POSITIVE,
+                        "tolerance": at_least(0), "decay": at_least(0), "adam_beta_1": FRACTION,
+                        "adam_beta_2": FRACTION}
+
+    TEST_TIME_ONLY: ClassVar = {"mirror": False, "dropout_samples": 0}
+    """Fields that change the value the model ascends at test time (StructuredModel.value_of),
+    with their off values; refinements that make training tuples ascend D itself."""
+
+    def without_test_time_options(self) -> "RefineConfig":
+        """This refinement with the TEST_TIME_ONLY fields off, for making training tuples."""
+        return dataclasses.replace(self, **self.TEST_TIME_ONLY)
 
     def __post_init__(self):
         if self.steps < 0:

@@ -143,12 +143,12 @@ class StructuredModel(BuiltBeforeFit, keras.Model):
         """on_task for a refinement that makes training tuples: those ascend D on the training
         crop as it is, so the test-time mirror and dropout options are refused there rather than
         ignored."""
-        if config.mirror:
-            raise ConfigError(f"{name}.mirror=true: mirror is a test-time option (test_refine.mirror); "
-                              "training refinements ascend D on the training crop as it is")
-        if config.dropout_samples:
-            raise ConfigError(f"{name}.dropout_samples={config.dropout_samples}: a test-time option "
-                              "(test_refine.dropout_samples); training refinements ascend D itself")
+        for field, off in RefineConfig.TEST_TIME_ONLY.items():
+            value = getattr(config, field)
+            if value != off:
+                shown = str(value).lower() if isinstance(value, bool) else value
+                raise ConfigError(f"{name}.{field}={shown}: {field} is a test-time option (test_refine.{field}); "
+                                  "training refinements ascend D itself, on the training crop as it is")
         return self.on_task(config)
 
     def set_test_settings(self, refine: Optional[RefineConfig] = None,

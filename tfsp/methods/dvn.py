@@ -68,8 +68,7 @@ class DVN(StructuredModel):
         super().__init__(spec, test_refine=settings.test_refine, **kwargs)
         self.value_net = value_net
         self.init_value_average(settings.value_average, value_net_average)
-        self.train_refine = (self.on_task(dataclasses.replace(settings.test_refine, mirror=False,
-                                                              dropout_samples=0))
+        self.train_refine = (self.on_task(settings.test_refine.without_test_time_options())
                              if settings.train_with_test_refine else self.training_refinement(settings.train_refine))
         self.adversarial = settings.adversarial
         self.inference_from_ground_truth = float(settings.inference_from_ground_truth)
